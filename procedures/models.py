@@ -1,0 +1,491 @@
+"""Builder models (definitions) and applications (runs).
+
+A Procedure has versions. Exactly one version may be the editable draft;
+publishing freezes the draft's steps into `ProcedureVersion.spec` (the JSON
+of procedures/spec.py), which the engine reads and which never changes again.
+Steps are django-polymorphic models, one subclass per kind; `spec_options()`
+gives each kind's options in the spec's vocabulary.
+"""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+from polymorphic.models import PolymorphicModel
+
+from procedures import spec as spec_module
+
+
+class Procedure(models.Model):
+    name = models.CharField(_("手続き名"), max_length=200)
+    description = models.TextField(_("説明"), blank=True)
+    keywords = models.TextField(
+        _("開始キーワード"),
+        blank=True,
+        help_text=_("住民がこの言葉を送ると手続きが始まります。1行に1つ。"),
+    )
+    receipt_prefix = models.CharField(
+        _("受付番号の接頭辞"),
+        max_length=12,
+        unique=True,
+        help_text=_("半角英大文字と数字。例: SODAI → SODAI-2026-000123"),
+    )
+    department = models.ForeignKey(
+        "staff.Department",
+        verbose_name=_("担当部署"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="procedures",
+    )
+    is_open = models.BooleanField(
+        _("受付中"),
+        default=False,
+        help_text=_("公開すると受付中になります。外すと住民は新たに始められず、進行中の会話も終了します。"),
+    )
+    current_version = models.OneToOneField(
+        "ProcedureVersion",
+        verbose_name=_("公開中のバージョン"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("作成日時"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("更新日時"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("手続き")
+        verbose_name_plural = _("手続き")
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def keyword_list(self) -> list[str]:
+        return [line.strip() for line in self.keywords.splitlines() if line.strip()]
+
+    def clean(self):
+        if self.receipt_prefix and not self.receipt_prefix.isascii():
+            raise ValidationError({"receipt_prefix": _("半角英大文字と数字で入力してください。")})
+        self.receipt_prefix = (self.receipt_prefix or "").upper()
+        if self.receipt_prefix and not all(c.isupper() or c.isdigit() for c in self.receipt_prefix):
+            raise ValidationError({"receipt_prefix": _("半角英大文字と数字で入力してください。")})
+
+    @property
+    def draft(self):
+        return self.versions.filter(status=ProcedureVersion.Status.DRAFT).first()
+
+
+class ProcedureVersion(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("下書き")
+        PUBLISHED = "published", _("公開済み")
+
+    procedure = models.ForeignKey(Procedure, on_delete=models.CASCADE, related_name="versions", verbose_name=_("手続き"))
+    number = models.PositiveIntegerField(_("版"))
+    status = models.CharField(_("状態"), max_length=20, choices=Status.choices, default=Status.DRAFT)
+    spec = models.JSONField(_("公開時の定義"), null=True, blank=True, editable=False)
+    restored_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("復元元")
+    )
+    created_at = models.DateTimeField(_("作成日時"), auto_now_add=True)
+    published_at = models.DateTimeField(_("公開日時"), null=True, blank=True)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("公開した職員"),
+    )
+
+    class Meta:
+        verbose_name = _("手続きのバージョン")
+        verbose_name_plural = _("手続きのバージョン")
+        ordering = ["procedure", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["procedure", "number"], name="procedure_version_number_unique"),
+            models.UniqueConstraint(
+                fields=["procedure"], condition=models.Q(status="draft"), name="procedure_single_draft"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.procedure.name} 第{self.number}版（{self.get_status_display()}）"
+
+    @property
+    def is_draft(self) -> bool:
+        return self.status == self.Status.DRAFT
+
+
+def _plain(value):
+    """Decimals become int or float so the spec stays plain JSON."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return list(value)
+    return value
+
+
+class PublishedVersionIsImmutable(ValidationError):
+    pass
+
+
+def _ensure_draft(version: ProcedureVersion):
+    if version is not None and not version.is_draft:
+        raise PublishedVersionIsImmutable(_("公開済みのバージョンは変更できません。下書きを編集してください。"))
+
+
+class Step(PolymorphicModel):
+    """One step of a draft version. Subclasses add the options of their kind."""
+
+    kind: str = ""
+
+    version = models.ForeignKey(ProcedureVersion, on_delete=models.CASCADE, related_name="steps", verbose_name=_("バージョン"))
+    position = models.PositiveIntegerField(_("順番"), default=0, db_index=True)
+    key = models.CharField(
+        _("キー"),
+        max_length=40,
+        help_text=_("回答を保存する名前（半角英小文字・数字・_）。公開後は変えないでください。"),
+    )
+    label = models.TextField(_("質問・表示文"))
+    help_text = models.TextField(_("補足説明"), blank=True)
+    required = models.BooleanField(_("必須"), default=True)
+    sensitive = models.BooleanField(
+        _("機微情報"),
+        default=False,
+        help_text=_("氏名・住所・電話番号など。ログ・一覧・出力では伏せ字になり、LINE に表示し返しません。"),
+    )
+    condition = models.JSONField(_("表示条件"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("ステップ")
+        verbose_name_plural = _("ステップ")
+        ordering = ["version", "position", "id"]
+
+    def __str__(self):
+        return f"{self.position}. {self.label[:40]}"
+
+    def save(self, *args, **kwargs):
+        _ensure_draft(self.version)
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        _ensure_draft(self.version)
+        return super().delete(*args, **kwargs)
+
+    # spec option name -> model field name, for the kind-specific options.
+    option_fields: dict[str, str] = {}
+
+    def spec_options(self) -> dict:
+        return {option: _plain(getattr(self, field)) for option, field in self.option_fields.items()}
+
+    @classmethod
+    def fields_from_spec_options(cls, options: dict) -> dict:
+        return {field: options[option] for option, field in cls.option_fields.items() if option in options}
+
+    def spec_choices(self) -> list[dict]:
+        return []
+
+    def to_spec(self) -> dict:
+        return {
+            "key": self.key,
+            "kind": self.kind,
+            "label": self.label,
+            "help_text": self.help_text,
+            "required": self.required,
+            "sensitive": self.sensitive,
+            "condition": self.condition or None,
+            "options": self.spec_options(),
+            "choices": self.spec_choices(),
+        }
+
+
+class MessageStep(Step):
+    kind = "message"
+
+    class Meta:
+        verbose_name = _("お知らせ（表示のみ）")
+        verbose_name_plural = verbose_name
+
+
+class ShortTextStep(Step):
+    kind = "short_text"
+
+    class Format(models.TextChoices):
+        NONE = "none", _("指定なし")
+        PHONE = "phone", _("電話番号")
+        POSTAL_CODE = "postal_code", _("郵便番号")
+        EMAIL = "email", _("メールアドレス")
+        KATAKANA = "katakana", _("カタカナ")
+        REGEX = "regex", _("正規表現")
+
+    max_length = models.PositiveIntegerField(_("最大文字数"), default=spec_module.DEFAULT_SHORT_TEXT_MAX)
+    format = models.CharField(_("形式"), max_length=20, choices=Format.choices, default=Format.NONE)
+    pattern = models.CharField(_("正規表現"), max_length=500, blank=True)
+    pattern_hint = models.CharField(_("形式の説明"), max_length=200, blank=True, help_text=_("正規表現に合わないときに住民へ伝える説明。"))
+
+    class Meta:
+        verbose_name = _("短い文章")
+        verbose_name_plural = verbose_name
+
+    option_fields = {"max_length": "max_length", "format": "format", "pattern": "pattern", "pattern_hint": "pattern_hint"}
+
+
+class LongTextStep(Step):
+    kind = "long_text"
+    max_length = models.PositiveIntegerField(_("最大文字数"), default=spec_module.DEFAULT_LONG_TEXT_MAX)
+
+    class Meta:
+        verbose_name = _("長い文章")
+        verbose_name_plural = verbose_name
+
+    option_fields = {"max_length": "max_length"}
+
+
+class NumberStep(Step):
+    kind = "number"
+    min_value = models.DecimalField(_("最小値"), max_digits=14, decimal_places=2, null=True, blank=True)
+    max_value = models.DecimalField(_("最大値"), max_digits=14, decimal_places=2, null=True, blank=True)
+    unit = models.CharField(_("単位"), max_length=20, blank=True)
+    integer = models.BooleanField(_("整数のみ"), default=True)
+
+    class Meta:
+        verbose_name = _("数値")
+        verbose_name_plural = verbose_name
+
+    option_fields = {"min": "min_value", "max": "max_value", "unit": "unit", "integer": "integer"}
+
+
+def _all_weekdays():
+    return list(range(7))
+
+
+class DateStep(Step):
+    kind = "date"
+    min_days = models.IntegerField(_("何日後から"), null=True, blank=True, help_text=_("今日を0とした日数。例: 3 なら3日後から選べます。"))
+    max_days = models.IntegerField(_("何日後まで"), null=True, blank=True)
+    weekdays = models.JSONField(
+        _("受け付ける曜日"), default=_all_weekdays, help_text=_("0=月 … 6=日 の番号のリスト。")
+    )
+    allow_holidays = models.BooleanField(_("祝日も選べる"), default=True)
+    excluded_dates = models.JSONField(_("除外する日付"), default=list, blank=True, help_text=_("YYYY-MM-DD のリスト（年末年始など）。"))
+
+    class Meta:
+        verbose_name = _("日付")
+        verbose_name_plural = verbose_name
+
+    option_fields = {
+        "min_days": "min_days",
+        "max_days": "max_days",
+        "weekdays": "weekdays",
+        "allow_holidays": "allow_holidays",
+        "excluded_dates": "excluded_dates",
+    }
+
+
+class ChoiceStepMixin:
+    def spec_choices(self):
+        return [{"value": c.value, "label": c.label, "amount": _plain(c.amount)} for c in self.choices.all()]
+
+
+class SingleChoiceStep(ChoiceStepMixin, Step):
+    kind = "single_choice"
+
+    class Meta:
+        verbose_name = _("選択（1つ）")
+        verbose_name_plural = verbose_name
+
+
+class MultipleChoiceStep(ChoiceStepMixin, Step):
+    kind = "multiple_choice"
+    min_selected = models.PositiveIntegerField(_("最少選択数"), default=1)
+    max_selected = models.PositiveIntegerField(_("最多選択数"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("選択（複数）")
+        verbose_name_plural = verbose_name
+
+    option_fields = {"min_selected": "min_selected", "max_selected": "max_selected"}
+
+
+class YesNoStep(Step):
+    kind = "yes_no"
+
+    class Meta:
+        verbose_name = _("はい／いいえ")
+        verbose_name_plural = verbose_name
+
+
+class ImageStep(Step):
+    kind = "image"
+    max_bytes = models.PositiveIntegerField(_("最大サイズ（バイト）"), default=spec_module.DEFAULT_IMAGE_MAX_BYTES)
+
+    class Meta:
+        verbose_name = _("画像")
+        verbose_name_plural = verbose_name
+
+    option_fields = {"max_bytes": "max_bytes"}
+
+
+class LocationStep(Step):
+    kind = "location"
+
+    class Meta:
+        verbose_name = _("位置情報")
+        verbose_name_plural = verbose_name
+
+
+class ConfirmationStep(Step):
+    kind = "confirmation"
+
+    class Meta:
+        verbose_name = _("確認")
+        verbose_name_plural = verbose_name
+
+
+class CompletionStep(Step):
+    kind = "completion"
+
+    class Meta:
+        verbose_name = _("完了（受付番号）")
+        verbose_name_plural = verbose_name
+
+
+class ExitStep(Step):
+    kind = "exit"
+
+    class Meta:
+        verbose_name = _("終了（対象外）")
+        verbose_name_plural = verbose_name
+
+
+STEP_MODELS: dict[str, type[Step]] = {
+    model.kind: model
+    for model in (
+        MessageStep,
+        ShortTextStep,
+        LongTextStep,
+        NumberStep,
+        DateStep,
+        SingleChoiceStep,
+        MultipleChoiceStep,
+        YesNoStep,
+        ImageStep,
+        LocationStep,
+        ConfirmationStep,
+        CompletionStep,
+        ExitStep,
+    )
+}
+assert set(STEP_MODELS) == set(spec_module.STEP_KINDS)
+
+
+class StepChoice(models.Model):
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="choices", verbose_name=_("ステップ"))
+    position = models.PositiveIntegerField(_("順番"), default=0)
+    value = models.CharField(_("値"), max_length=40, help_text=_("保存される値。公開後は変えないでください。"))
+    label = models.CharField(_("表示名"), max_length=100)
+    amount = models.DecimalField(_("金額など"), max_digits=12, decimal_places=2, default=0)
+
+    class Meta:
+        verbose_name = _("選択肢")
+        verbose_name_plural = _("選択肢")
+        ordering = ["step", "position", "id"]
+        constraints = [models.UniqueConstraint(fields=["step", "value"], name="step_choice_value_unique")]
+
+    def __str__(self):
+        return self.label
+
+    def save(self, *args, **kwargs):
+        _ensure_draft(self.step.version)
+        super().save(*args, **kwargs)
+
+
+class ComputedValue(models.Model):
+    version = models.ForeignKey(ProcedureVersion, on_delete=models.CASCADE, related_name="computed_values", verbose_name=_("バージョン"))
+    position = models.PositiveIntegerField(_("順番"), default=0)
+    key = models.CharField(_("キー"), max_length=40)
+    label = models.CharField(_("名前"), max_length=200)
+    unit = models.CharField(_("単位"), max_length=20, blank=True)
+    constant = models.DecimalField(_("固定額"), max_digits=14, decimal_places=2, default=0)
+    terms = models.JSONField(
+        _("計算式"),
+        default=list,
+        help_text=_('「ステップの値 × 係数」の合計。例: [{"step": "copies", "factor": 300}]'),
+    )
+
+    class Meta:
+        verbose_name = _("計算項目")
+        verbose_name_plural = _("計算項目")
+        ordering = ["version", "position", "id"]
+
+    def __str__(self):
+        return self.label
+
+    def save(self, *args, **kwargs):
+        _ensure_draft(self.version)
+        super().save(*args, **kwargs)
+
+    def to_spec(self) -> dict:
+        return {
+            "key": self.key,
+            "label": self.label,
+            "unit": self.unit,
+            "constant": _plain(self.constant),
+            "terms": list(self.terms or []),
+        }
+
+
+class ReceiptCounter(models.Model):
+    """The last receipt number handed out per procedure and year (locked while incremented)."""
+
+    procedure = models.ForeignKey(Procedure, on_delete=models.CASCADE, related_name="+")
+    year = models.PositiveIntegerField()
+    # Test applications from the simulator count in their own series so they never use up real numbers.
+    is_test = models.BooleanField(default=False)
+    last_number = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["procedure", "year", "is_test"], name="receipt_counter_unique")
+        ]
+
+
+class Application(models.Model):
+    procedure = models.ForeignKey(Procedure, on_delete=models.PROTECT, related_name="applications", verbose_name=_("手続き"))
+    version = models.ForeignKey(ProcedureVersion, on_delete=models.PROTECT, related_name="applications", verbose_name=_("バージョン"))
+    receipt_number = models.CharField(_("受付番号"), max_length=40, unique=True)
+    resident = models.ForeignKey(
+        "residents.Resident", null=True, blank=True, on_delete=models.SET_NULL, related_name="applications",
+        verbose_name=_("住民"),
+    )
+    line_user_id = models.CharField(_("LINE ユーザーID"), max_length=64, blank=True)
+    submission_key = models.CharField(max_length=80, editable=False)
+    answers = models.JSONField(_("回答"), default=dict)
+    computed = models.JSONField(_("計算項目"), default=dict)
+    is_test = models.BooleanField(_("テスト"), default=False, help_text=_("シミュレーターからの申請。一覧と出力には含まれません。"))
+    submitted_at = models.DateTimeField(_("申請日時"))
+
+    class Meta:
+        verbose_name = _("申請")
+        verbose_name_plural = _("申請")
+        ordering = ["-submitted_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["line_user_id", "submission_key"], name="application_submission_once"),
+        ]
+
+    def __str__(self):
+        return self.receipt_number
+
+
+class ConversationSession(models.Model):
+    """The engine state of one resident (or one simulator run). One row per conversation partner."""
+
+    line_user_id = models.CharField(max_length=64, unique=True)
+    state = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("会話の状態")
+        verbose_name_plural = _("会話の状態")

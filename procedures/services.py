@@ -1,0 +1,319 @@
+"""Writes for procedures: publishing, drafts, templates, applications, conversations."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from procedures import engine
+from procedures.engine.types import Event, Message, Submit
+from procedures.models import (
+    STEP_MODELS,
+    Application,
+    ComputedValue,
+    ConversationSession,
+    Procedure,
+    ProcedureVersion,
+    ReceiptCounter,
+    StepChoice,
+)
+from procedures.selectors import catalog_build, version_spec_data
+from procedures.spec import (
+    SPEC_FORMAT,
+    SPEC_FORMAT_VERSION,
+    ProcedureSpec,
+    SpecError,
+    parse_spec,
+    spec_to_dict,
+    validate_spec,
+)
+from procedures.texts import problem_message
+
+
+class ProblemsError(Exception):
+    """Raised with every problem found, each a sentence a staff member can act on."""
+
+    def __init__(self, messages: list[str]):
+        super().__init__("\n".join(messages))
+        self.messages = messages
+
+
+# --------------------------------------------------------------------------
+# Publishing and drafts
+# --------------------------------------------------------------------------
+
+
+def version_problems(version: ProcedureVersion) -> list[str]:
+    """Every reason this version cannot be published, in words; empty when it can."""
+    data = version_spec_data(version)
+    try:
+        spec = parse_spec(data)
+    except SpecError as error:
+        return [problem_message(problem, data) for problem in error.problems]
+    return [problem_message(problem, data) for problem in validate_spec(spec)]
+
+
+@transaction.atomic
+def version_publish(*, version: ProcedureVersion, user=None) -> ProcedureVersion:
+    version = ProcedureVersion.objects.select_for_update().select_related("procedure").get(pk=version.pk)
+    if not version.is_draft:
+        raise ProblemsError([_("このバージョンはすでに公開されています。")])
+    problems = version_problems(version)
+    if problems:
+        raise ProblemsError(problems)
+    spec = parse_spec(version_spec_data(version))
+    version.spec = spec_to_dict(spec)
+    version.status = ProcedureVersion.Status.PUBLISHED
+    version.published_at = timezone.now()
+    version.published_by = user if user is not None and user.is_authenticated else None
+    version.save()
+    procedure = version.procedure
+    procedure.current_version = version
+    procedure.is_open = True
+    procedure.save(update_fields=["current_version", "is_open", "updated_at"])
+    return version
+
+
+@transaction.atomic
+def procedure_close(*, procedure: Procedure) -> None:
+    """Stop accepting: residents can no longer start it and running conversations end politely."""
+    Procedure.objects.filter(pk=procedure.pk).update(is_open=False, updated_at=timezone.now())
+
+
+@transaction.atomic
+def draft_get_or_create(*, procedure: Procedure) -> ProcedureVersion:
+    """The procedure's draft; a new one starts as a copy of the published version (or empty)."""
+    Procedure.objects.select_for_update().get(pk=procedure.pk)
+    draft = procedure.versions.filter(status=ProcedureVersion.Status.DRAFT).first()
+    if draft is not None:
+        return draft
+    draft = _version_create(procedure)
+    source = procedure.current_version
+    if source is not None:
+        _version_fill(draft, parse_spec(version_spec_data(source)))
+    return draft
+
+
+@transaction.atomic
+def version_restore(*, version: ProcedureVersion) -> ProcedureVersion:
+    """Make an earlier published version the content of the draft (the draft's steps are replaced)."""
+    procedure = version.procedure
+    Procedure.objects.select_for_update().get(pk=procedure.pk)
+    source_spec = parse_spec(version_spec_data(version))
+    draft = procedure.versions.filter(status=ProcedureVersion.Status.DRAFT).first()
+    if draft is None:
+        draft = _version_create(procedure)
+    else:
+        draft.steps.all().delete()
+        draft.computed_values.all().delete()
+    draft.restored_from = version
+    draft.save(update_fields=["restored_from"])
+    _version_fill(draft, source_spec)
+    return draft
+
+
+def _version_create(procedure: Procedure) -> ProcedureVersion:
+    last = procedure.versions.aggregate(last=Max("number"))["last"] or 0
+    return ProcedureVersion.objects.create(procedure=procedure, number=last + 1)
+
+
+def _version_fill(version: ProcedureVersion, spec: ProcedureSpec) -> None:
+    """Create the draft's step rows from a spec (used by restore, new drafts and import)."""
+    for position, step in enumerate(spec.steps, start=1):
+        model = STEP_MODELS[step.kind]
+        row = model.objects.create(
+            version=version,
+            position=position * 10,
+            key=step.key,
+            label=step.label,
+            help_text=step.help_text,
+            required=step.required,
+            sensitive=step.sensitive,
+            condition=step.condition,
+            **model.fields_from_spec_options(step.options),
+        )
+        StepChoice.objects.bulk_create(
+            StepChoice(step=row, position=index, value=choice.value, label=choice.label, amount=choice.amount)
+            for index, choice in enumerate(step.choices, start=1)
+        )
+    for position, item in enumerate(spec.computed, start=1):
+        ComputedValue.objects.create(
+            version=version,
+            position=position,
+            key=item.key,
+            label=item.label,
+            unit=item.unit,
+            constant=item.constant,
+            terms=[{"step": term.step, "factor": term.factor} for term in item.terms],
+        )
+
+
+# --------------------------------------------------------------------------
+# Templates shared between cities (docs/procedure-format.md)
+# --------------------------------------------------------------------------
+
+
+def procedure_export_data(*, procedure: Procedure, version: ProcedureVersion | None = None) -> dict:
+    version = version or procedure.current_version or procedure.draft
+    if version is None:
+        raise ProblemsError([_("書き出せるバージョンがありません。")])
+    data = dict(version_spec_data(version))
+    data.pop("procedure_id", None)
+    data.pop("version_id", None)
+    return {"format": SPEC_FORMAT, "format_version": SPEC_FORMAT_VERSION, "procedure": data}
+
+
+def procedure_import(*, raw: bytes, max_bytes: int, department=None, receipt_prefix: str = "") -> Procedure:
+    """Create a new procedure with a draft from a template file; nothing is written when it has a problem."""
+    if len(raw) > max_bytes:
+        raise ProblemsError(
+            [_("ファイルが大きすぎます（%(size)s バイト）。上限は %(max)s バイトです。") % {"size": len(raw), "max": max_bytes}]
+        )
+    try:
+        envelope = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ProblemsError([_("ファイルが UTF-8 のテキストではありません。")]) from None
+    except json.JSONDecodeError as error:
+        raise ProblemsError(
+            [_("JSON として読めません（%(line)s 行 %(column)s 文字目: %(reason)s）。") % {
+                "line": error.lineno, "column": error.colno, "reason": error.msg}]
+        ) from None
+    if not isinstance(envelope, dict) or envelope.get("format") != SPEC_FORMAT:
+        raise ProblemsError([_("手続きのテンプレートではありません（format が %(format)s ではありません）。") % {"format": SPEC_FORMAT}])
+    if envelope.get("format_version") != SPEC_FORMAT_VERSION:
+        raise ProblemsError(
+            [_("このテンプレートの形式の版（%(got)s）には対応していません。対応している版: %(ok)s") % {
+                "got": envelope.get("format_version"), "ok": SPEC_FORMAT_VERSION}]
+        )
+    data = envelope.get("procedure")
+    if not isinstance(data, dict):
+        raise ProblemsError([_("procedure の内容がありません。")])
+    data = {**data, "procedure_id": None, "version_id": None}
+    if receipt_prefix:
+        data["receipt_prefix"] = receipt_prefix
+    try:
+        spec = parse_spec(data)
+    except SpecError as error:
+        raise ProblemsError([problem_message(problem, data) for problem in error.problems]) from None
+    problems = [problem_message(problem, data) for problem in validate_spec(spec)]
+    if not spec.receipt_prefix:
+        problems.append(_("受付番号の接頭辞（receipt_prefix）がありません。"))
+    elif Procedure.objects.filter(receipt_prefix=spec.receipt_prefix).exists():
+        problems.append(
+            _("受付番号の接頭辞「%(prefix)s」はすでに使われています。別の接頭辞を指定してください。") % {"prefix": spec.receipt_prefix}
+        )
+    if problems:
+        raise ProblemsError(problems)
+    with transaction.atomic():
+        procedure = Procedure.objects.create(
+            name=spec.name,
+            description=spec.description,
+            keywords="\n".join(spec.keywords),
+            receipt_prefix=spec.receipt_prefix,
+            department=department,
+        )
+        _version_fill(_version_create(procedure), spec)
+    return procedure
+
+
+# --------------------------------------------------------------------------
+# Applications and conversations
+# --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def application_submit(
+    *, submit: Submit, line_user_id: str, resident=None, is_test: bool = False, now=None
+) -> Application:
+    """Create the application for a Submit effect; a repeated submission returns the first one."""
+    existing = Application.objects.filter(line_user_id=line_user_id, submission_key=submit.submission_key).first()
+    if existing is not None:
+        return existing
+    now = now or timezone.now()
+    version = ProcedureVersion.objects.select_related("procedure").get(pk=submit.version_id)
+    procedure = version.procedure
+    receipt_number = _receipt_number_next(procedure=procedure, year=timezone.localtime(now).year, is_test=is_test)
+    try:
+        with transaction.atomic():
+            return Application.objects.create(
+                procedure=procedure,
+                version=version,
+                receipt_number=receipt_number,
+                resident=resident,
+                line_user_id=line_user_id,
+                submission_key=submit.submission_key,
+                answers=submit.answers,
+                computed=submit.computed,
+                is_test=is_test,
+                submitted_at=now,
+            )
+    except IntegrityError:
+        return Application.objects.get(line_user_id=line_user_id, submission_key=submit.submission_key)
+
+
+def _receipt_number_next(*, procedure: Procedure, year: int, is_test: bool) -> str:
+    counter, _created = ReceiptCounter.objects.select_for_update().get_or_create(
+        procedure=procedure, year=year, is_test=is_test
+    )
+    counter.last_number += 1
+    counter.save(update_fields=["last_number"])
+    number = f"{procedure.receipt_prefix}-{year}-{counter.last_number:06d}"
+    return f"TEST-{number}" if is_test else number
+
+
+@dataclass(frozen=True)
+class ConversationReply:
+    messages: tuple[Message, ...]
+    applications: tuple[Application, ...]
+
+
+# The engine leaves the receipt number of a completion to the caller, who creates the application.
+COMPLETION_CODE = "procedure.completed"
+
+
+@transaction.atomic
+def conversation_handle(
+    *,
+    line_user_id: str,
+    event: Event,
+    now=None,
+    resident=None,
+    is_test: bool = False,
+    extra_specs: tuple[ProcedureSpec, ...] = (),
+) -> ConversationReply:
+    """Run one resident input through the engine and apply its effects in one transaction."""
+    now = now or timezone.now()
+    ConversationSession.objects.get_or_create(line_user_id=line_user_id)
+    session = ConversationSession.objects.select_for_update().get(line_user_id=line_user_id)
+    pinned = []
+    current = (session.state or {}).get("session") or {}
+    if isinstance(current.get("version_id"), int):
+        pinned.append(current["version_id"])
+    catalog = catalog_build(pinned_version_ids=pinned, extra_specs=extra_specs)
+    result = engine.step(catalog, session.state, event, now)
+    applications = []
+    for effect in result.effects:
+        if isinstance(effect, Submit):
+            applications.append(
+                application_submit(
+                    submit=effect, line_user_id=line_user_id, resident=resident, is_test=is_test, now=now
+                )
+            )
+    messages = tuple(_with_receipt_numbers(result.messages, applications))
+    session.state = result.state
+    session.save(update_fields=["state", "updated_at"])
+    return ConversationReply(messages=messages, applications=tuple(applications))
+
+
+def _with_receipt_numbers(messages, applications):
+    receipts = iter([application.receipt_number for application in applications])
+    for message in messages:
+        if message.code == COMPLETION_CODE:
+            yield replace(message, params={**message.params, "receipt_number": next(receipts, "")})
+        else:
+            yield message
