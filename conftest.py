@@ -1,6 +1,3 @@
-"""Test-wide settings: these must be in the environment before Django settings load."""
+"""Fixtures shared by every test: the fake LINE API server (messaging/line/fakeline)."""
 
-import os
-
-os.environ.setdefault("GOVTECH_TESTING", "1")
-os.environ.setdefault("Q_SYNC", "0")
+pytest_plugins = ["messaging.line.fakeline.pytest_plugin"]
