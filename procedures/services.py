@@ -88,7 +88,7 @@ def procedure_close(*, procedure: Procedure) -> None:
 @transaction.atomic
 def draft_get_or_create(*, procedure: Procedure) -> ProcedureVersion:
     """The procedure's draft; a new one starts as a copy of the published version (or empty)."""
-    Procedure.objects.select_for_update().get(pk=procedure.pk)
+    procedure = Procedure.objects.select_for_update().select_related("current_version").get(pk=procedure.pk)
     draft = procedure.versions.filter(status=ProcedureVersion.Status.DRAFT).first()
     if draft is not None:
         return draft
@@ -159,6 +159,7 @@ def _version_fill(version: ProcedureVersion, spec: ProcedureSpec) -> None:
 
 
 def procedure_export_data(*, procedure: Procedure, version: ProcedureVersion | None = None) -> dict:
+    procedure = Procedure.objects.select_related("current_version").get(pk=procedure.pk)
     version = version or procedure.current_version or procedure.draft
     if version is None:
         raise ProblemsError([_("書き出せるバージョンがありません。")])
@@ -175,9 +176,11 @@ def procedure_import(*, raw: bytes, max_bytes: int, department=None, receipt_pre
             [_("ファイルが大きすぎます（%(size)s バイト）。上限は %(max)s バイトです。") % {"size": len(raw), "max": max_bytes}]
         )
     try:
-        envelope = json.loads(raw.decode("utf-8"))
+        envelope = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise ProblemsError([_("ファイルが UTF-8 のテキストではありません。")]) from None
+    except RecursionError:
+        raise ProblemsError([_("JSON の入れ子が深すぎます。")]) from None
     except json.JSONDecodeError as error:
         raise ProblemsError(
             [_("JSON として読めません（%(line)s 行 %(column)s 文字目: %(reason)s）。") % {

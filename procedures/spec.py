@@ -50,6 +50,8 @@ HARD_TEXT_MAX = 5000  # a LINE text message holds at most 5000 characters
 DEFAULT_IMAGE_MAX_BYTES = 10 * 1024 * 1024
 MAX_STEPS = 200
 MAX_CHOICES = 100
+MAX_KEYWORDS = 20
+MAX_KEYWORD_LENGTH = 50
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,13 @@ def parse_spec(data: Any) -> ProcedureSpec:
     if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
         reader.add("wrong_type", ("keywords",), expected="list of text")
         keywords = []
+    if len(keywords) > MAX_KEYWORDS:
+        reader.add("too_many", ("keywords",), max=MAX_KEYWORDS)
+        keywords = keywords[:MAX_KEYWORDS]
+    for index, keyword in enumerate(keywords):
+        if len(keyword) > MAX_KEYWORD_LENGTH:
+            reader.add("too_long", ("keywords", index), max=MAX_KEYWORD_LENGTH)
+    keywords = [keyword[:MAX_KEYWORD_LENGTH] for keyword in keywords]
     raw_steps = data.get("steps", [])
     steps: list[Step] = []
     if not isinstance(raw_steps, list):
@@ -409,6 +418,8 @@ def _check_condition_shape(reader: _Reader, condition: Any, location: tuple, dep
         values = condition.get("values")
         if not isinstance(values, list) or not values:
             reader.add("missing", (*location, "values"))
+        elif not all(isinstance(value, (str, int, float, bool)) for value in values):
+            reader.add("wrong_type", (*location, "values"), expected="list of text or numbers")
     if op == "compare":
         if condition.get("operator") not in COMPARE_OPERATORS:
             reader.add("unknown_condition_op", (*location, "operator"), op=str(condition.get("operator"))[:10], known=", ".join(COMPARE_OPERATORS))

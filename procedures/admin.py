@@ -1,0 +1,903 @@
+"""The procedure builder in the Django admin (Japanese UI).
+
+Staff create procedures, edit the draft version step by step (kinds, order,
+conditions via the condition builder, computed values), see the flow picture
+and the publish problems, publish, restore earlier versions, share templates,
+and read applications with sensitive answers masked. Each action calls one
+service in procedures/services.py; pages and actions take ids.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.filters import DateFieldListFilter
+from django.contrib.admin.utils import unquote
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import OuterRef, Subquery
+from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from polymorphic.admin import (
+    PolymorphicChildModelAdmin,
+    PolymorphicChildModelFilter,
+    PolymorphicModelChoiceForm,
+    PolymorphicParentModelAdmin,
+)
+
+from procedures.admin_forms import (
+    MAX_RULES,
+    ComputedValueForm,
+    DateStepForm,
+    ProcedureForm,
+    StepForm,
+    TemplateImportForm,
+    computed_value_form_for,
+    condition_to_rules,
+    order_after_move,
+    rule_field,
+)
+from procedures.flow import KIND_SYMBOLS, condition_text, flow_build, flow_svg, kind_label, truncate
+from procedures.models import (
+    STEP_MODELS,
+    Application,
+    ComputedValue,
+    Procedure,
+    ProcedureVersion,
+    Step,
+    StepChoice,
+)
+from procedures.selectors import application_list, version_spec_data
+from procedures.services import (
+    ProblemsError,
+    draft_get_or_create,
+    procedure_close,
+    procedure_export_data,
+    procedure_import,
+    version_problems,
+    version_publish,
+    version_restore,
+)
+from procedures.spec import CHOICE_KINDS, FLOW_KINDS
+
+MASK = "●●●●"
+
+
+class BuilderMedia:
+    css = {"all": ["procedures/admin/builder.css"]}
+
+
+def _version_url(version_id: int) -> str:
+    return reverse("admin:procedures_procedureversion_change", args=[version_id])
+
+
+def _simulator_url(procedure_id: int, version_id: int | None = None) -> str:
+    url = reverse("procedures:simulator") + f"?procedure={procedure_id}"
+    return url + f"&version={version_id}" if version_id else url
+
+
+def _flow_url(version_id: int) -> str:
+    return reverse("admin:procedures_procedureversion_flow", args=[version_id])
+
+
+def _version_state(version: ProcedureVersion, procedure: Procedure) -> str:
+    if version.is_draft:
+        return _("下書き")
+    if procedure.current_version_id == version.pk:
+        return _("公開中") if procedure.is_open else _("公開中（受付停止）")
+    return _("公開済み（過去の版）")
+
+
+# --------------------------------------------------------------------------
+# Procedures
+# --------------------------------------------------------------------------
+
+
+@admin.register(Procedure)
+class ProcedureAdmin(admin.ModelAdmin):
+    form = ProcedureForm
+    list_display = ["name", "department", "is_open", "published_number", "has_draft", "links"]
+    list_display_links = ["name"]
+    list_filter = ["is_open", "department"]
+    search_fields = ["name", "keywords", "receipt_prefix"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "keywords", "receipt_prefix", "department"]}),
+        (gettext_lazy("受付の状態"), {"fields": ["is_open", "current_version"]}),
+    ]
+    readonly_fields = ["is_open", "current_version"]
+    actions = ["export_templates", "close_procedures"]
+    Media = BuilderMedia
+
+    def get_queryset(self, request):
+        drafts = ProcedureVersion.objects.filter(procedure=OuterRef("pk"), status=ProcedureVersion.Status.DRAFT)
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("department", "current_version")
+            .annotate(draft_id=Subquery(drafts.values("pk")[:1]))
+        )
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:  # creating: the state follows from publishing later
+            return self.fieldsets[:1]
+        return self.fieldsets
+
+    @admin.display(description=gettext_lazy("公開中の版"))
+    def published_number(self, obj):
+        if obj.current_version_id is None:
+            return "—"
+        return _("第%(number)s版") % {"number": obj.current_version.number}
+
+    @staticmethod
+    def _draft_id(obj):
+        if hasattr(obj, "draft_id"):
+            return obj.draft_id
+        draft = obj.draft
+        return draft.pk if draft else None
+
+    @admin.display(description=gettext_lazy("下書き"), boolean=True)
+    def has_draft(self, obj):
+        return self._draft_id(obj) is not None
+
+    @admin.display(description=gettext_lazy("操作"))
+    def links(self, obj):
+        flow_version_id = self._draft_id(obj) or obj.current_version_id
+        parts = [
+            (reverse("admin:procedures_procedure_draft", args=[obj.pk]), _("下書きを編集")),
+            (_simulator_url(obj.pk), _("試す")),
+        ]
+        if flow_version_id:
+            parts.append((_flow_url(flow_version_id), _("フロー図")))
+        return format_html_join(" | ", '<a href="{}">{}</a>', parts)
+
+    # -- create: every new procedure starts with its draft -------------------
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:
+            draft_get_or_create(procedure=obj)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if any(key in request.POST for key in ("_continue", "_addanother", "_popup")):
+            return super().response_add(request, obj, post_url_continue)
+        draft = obj.draft
+        messages.success(
+            request, _("手続き「%(name)s」を作成しました。下書きにステップを追加してください。") % {"name": obj.name}
+        )
+        return HttpResponseRedirect(_version_url(draft.pk) if draft else reverse("admin:procedures_procedure_changelist"))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        procedure = self.get_object(request, unquote(object_id))
+        extra = dict(extra_context or {})
+        if procedure is not None:
+            versions = list(procedure.versions.select_related("published_by").order_by("-number"))
+            draft = next((v for v in versions if v.is_draft), None)
+            flow_version = draft or next((v for v in versions if v.pk == procedure.current_version_id), None)
+            extra.update(
+                versions=[
+                    {"version": v, "state": _version_state(v, procedure), "url": _version_url(v.pk)} for v in versions
+                ],
+                draft_url=reverse("admin:procedures_procedure_draft", args=[procedure.pk]),
+                simulator_url=_simulator_url(procedure.pk),
+                flow_url=_flow_url(flow_version.pk) if flow_version else "",
+                has_draft=draft is not None,
+            )
+        return super().change_view(request, object_id, form_url, extra)
+
+    # -- actions -------------------------------------------------------------
+
+    @admin.action(description=gettext_lazy("テンプレートとして書き出す"), permissions=["view"])
+    def export_templates(self, request, queryset):
+        files = []
+        for procedure in queryset.order_by("name"):
+            try:
+                data = procedure_export_data(procedure=procedure)
+            except ProblemsError as error:
+                for message in error.messages:
+                    messages.error(request, f"{procedure.name}: {message}")
+                continue
+            content = json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8")
+            files.append((f"procedure-{procedure.receipt_prefix or procedure.pk}.json", content))
+        if not files:
+            return None
+        if len(files) == 1:
+            name, content = files[0]
+            response = HttpResponse(content, content_type="application/json; charset=utf-8")
+        else:
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+                for file_name, content in files:
+                    archive.writestr(file_name, content)
+            name = f"procedure-templates-{timezone.localdate():%Y%m%d}.zip"
+            response = HttpResponse(buffer.getvalue(), content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+
+    @admin.action(description=gettext_lazy("受付を停止する"), permissions=["change"])
+    def close_procedures(self, request, queryset):
+        names = []
+        for procedure in queryset:
+            procedure_close(procedure=procedure)
+            names.append(procedure.name)
+        messages.success(
+            request,
+            _("受付を停止しました: %(names)s。住民は新たに始められず、進行中の会話も終了します。")
+            % {"names": "、".join(names)},
+        )
+
+    # -- extra pages -----------------------------------------------------------
+
+    def get_urls(self):
+        urls = [
+            path("import/", self.admin_site.admin_view(self.import_view), name="procedures_procedure_import"),
+            path(
+                "<int:object_id>/draft/",
+                self.admin_site.admin_view(self.draft_view),
+                name="procedures_procedure_draft",
+            ),
+        ]
+        return urls + super().get_urls()
+
+    def import_view(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        max_bytes = settings.PROCEDURE_IMPORT_MAX_BYTES
+        problems: list[str] = []
+        if request.method == "POST":
+            form = TemplateImportForm(request.POST, request.FILES, max_bytes=max_bytes)
+            if form.is_valid():
+                try:
+                    procedure = procedure_import(
+                        raw=form.cleaned_data["file"].read(),
+                        max_bytes=max_bytes,
+                        department=form.cleaned_data["department"],
+                        receipt_prefix=form.cleaned_data["receipt_prefix"],
+                    )
+                except ProblemsError as error:
+                    problems = list(error.messages)
+                else:
+                    messages.success(
+                        request,
+                        _("テンプレートから「%(name)s」を作成しました。下書きを確認してから公開してください。")
+                        % {"name": procedure.name},
+                    )
+                    draft = procedure.draft
+                    url = _version_url(draft.pk) if draft else reverse("admin:procedures_procedure_change", args=[procedure.pk])
+                    return HttpResponseRedirect(url)
+        else:
+            form = TemplateImportForm(max_bytes=max_bytes)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("テンプレートを読み込む"),
+            "opts": self.model._meta,
+            "form": form,
+            "adminform": helpers.AdminForm(form, [(None, {"fields": list(form.fields)})], {}),
+            "problems": problems,
+            "max_bytes": max_bytes,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/procedures/procedure/import_form.html", context)
+
+    def draft_view(self, request, object_id):
+        procedure = get_object_or_404(Procedure, pk=object_id)
+        draft = procedure.draft
+        if draft is not None:
+            return HttpResponseRedirect(_version_url(draft.pk))
+        if not self.has_change_permission(request, procedure):
+            raise PermissionDenied
+        if request.method == "POST":
+            draft = draft_get_or_create(procedure=procedure)
+            messages.success(
+                request, _("第%(number)s版の下書きを作成しました（公開中の内容のコピー）。") % {"number": draft.number}
+            )
+            return HttpResponseRedirect(_version_url(draft.pk))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("下書きを作成する"),
+            "opts": self.model._meta,
+            "original": procedure,
+            "procedure": procedure,
+        }
+        return TemplateResponse(request, "admin/procedures/procedure/draft_confirm.html", context)
+
+
+# --------------------------------------------------------------------------
+# Versions
+# --------------------------------------------------------------------------
+
+
+class ComputedValueInline(admin.TabularInline):
+    model = ComputedValue
+    form = ComputedValueForm
+    fields = ["position", "key", "label", "unit", "constant", "terms"]
+    extra = 0
+    verbose_name = gettext_lazy("計算項目")
+    verbose_name_plural = gettext_lazy("計算項目（手数料など）")
+
+    def get_formset(self, request, obj=None, **kwargs):
+        kwargs["form"] = computed_value_form_for(obj)
+        return super().get_formset(request, obj, **kwargs)
+
+    def get_extra(self, request, obj=None, **kwargs):
+        return 1 if obj is not None and obj.is_draft else 0
+
+    def has_add_permission(self, request, obj=None):
+        return (obj is None or obj.is_draft) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return (obj is None or obj.is_draft) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return (obj is None or obj.is_draft) and super().has_delete_permission(request, obj)
+
+
+@transaction.atomic
+def _step_move(version: ProcedureVersion, step_id: int, direction: str) -> bool:
+    """Swap a draft step with its neighbour and renumber the positions 10, 20, 30... in one transaction.
+
+    Admin-local write; a `step_move` service would be its proper home.
+    """
+    version = ProcedureVersion.objects.select_for_update().get(pk=version.pk)
+    if not version.is_draft:
+        raise ProblemsError([_("公開済みのバージョンは変更できません。下書きを編集してください。")])
+    rows = list(Step.objects.filter(version=version).order_by("position", "id").values_list("id", "position"))
+    ids = [row_id for row_id, _position in rows]
+    if step_id not in ids:
+        return False
+    new_ids = order_after_move(ids, step_id, direction)
+    current = dict(rows)
+    for index, row_id in enumerate(new_ids, start=1):
+        if current[row_id] != index * 10:
+            Step.objects.filter(pk=row_id).update(position=index * 10)
+    return new_ids != ids
+
+
+@admin.register(ProcedureVersion)
+class ProcedureVersionAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "procedure", "number", "status", "published_at", "published_by"]
+    list_filter = ["status", "procedure"]
+    list_select_related = ["procedure", "published_by"]
+    fields = ["procedure", "number", "status", "restored_from", "created_at", "published_at", "published_by"]
+    readonly_fields = fields
+    inlines = [ComputedValueInline]
+    Media = BuilderMedia
+
+    def has_add_permission(self, request):
+        return False  # versions are made by publishing, drafts and restoring
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and not obj.is_draft:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and not obj.is_draft:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_urls(self):
+        def view(function, suffix):
+            return path(
+                f"<int:object_id>/{suffix}/",
+                self.admin_site.admin_view(function),
+                name=f"procedures_procedureversion_{suffix.replace('-', '_')}",
+            )
+
+        return [
+            view(self.publish_view, "publish"),
+            view(self.restore_view, "restore"),
+            view(self.move_step_view, "move-step"),
+            view(self.flow_view, "flow"),
+        ] + super().get_urls()
+
+    # -- the change page: steps, problems, publish / restore -----------------
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        version = self.get_object(request, unquote(object_id))
+        extra = dict(extra_context or {})
+        if version is not None:
+            extra.update(self._panel_context(request, version))
+        return super().change_view(request, object_id, form_url, extra)
+
+    def _panel_context(self, request, version: ProcedureVersion) -> dict:
+        procedure = version.procedure
+        data = version_spec_data(version)
+        step_specs = data.get("steps") or []
+        rows = []
+        if version.is_draft:
+            steps = list(version.steps.order_by("position", "id").prefetch_related("choices"))
+            for index, step in enumerate(steps):
+                rows.append(
+                    {
+                        "id": step.pk,
+                        "position": step.position,
+                        "kind": step.kind,
+                        "kind_label": kind_label(step.kind),
+                        "symbol": KIND_SYMBOLS.get(step.kind, ""),
+                        "key": step.key,
+                        "label": truncate(step.label, 60),
+                        "required": step.required and step.kind not in FLOW_KINDS,
+                        "sensitive": step.sensitive,
+                        "condition": condition_text(step.condition, step_specs),
+                        "edit_url": reverse("admin:procedures_step_change", args=[step.pk]),
+                        "delete_url": reverse("admin:procedures_step_delete", args=[step.pk]),
+                        "first": index == 0,
+                        "last": index == len(steps) - 1,
+                    }
+                )
+        else:
+            for step in step_specs:
+                kind = step.get("kind", "")
+                rows.append(
+                    {
+                        "kind": kind,
+                        "kind_label": kind_label(kind),
+                        "symbol": KIND_SYMBOLS.get(kind, ""),
+                        "key": step.get("key", ""),
+                        "label": truncate(step.get("label", ""), 60),
+                        "required": step.get("required", True) and kind not in FLOW_KINDS,
+                        "sensitive": step.get("sensitive", False),
+                        "condition": condition_text(step.get("condition"), step_specs),
+                    }
+                )
+        content_types = ContentType.objects.get_for_models(*STEP_MODELS.values(), for_concrete_models=False)
+        kinds = [(content_types[model].pk, kind_label(kind)) for kind, model in STEP_MODELS.items()]
+        can_edit = version.is_draft and self.has_change_permission(request, version)
+        return {
+            "procedure": procedure,
+            "version": version,
+            "is_draft": version.is_draft,
+            "can_edit": can_edit,
+            "can_restore": not version.is_draft and self.has_change_permission(request),
+            "version_state": _version_state(version, procedure),
+            "step_rows": rows,
+            "step_kinds": kinds,
+            "step_add_url": reverse("admin:procedures_step_add"),
+            "problems": version_problems(version) if version.is_draft else [],
+            "flow_url": _flow_url(version.pk),
+            "simulator_url": _simulator_url(procedure.pk, version.pk),
+            "procedure_url": reverse("admin:procedures_procedure_change", args=[procedure.pk]),
+            "draft_url": _version_url(procedure.draft.pk) if not version.is_draft and procedure.draft else "",
+        }
+
+    def publish_view(self, request, object_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        version = get_object_or_404(ProcedureVersion.objects.select_related("procedure"), pk=object_id)
+        if not version.is_draft:
+            messages.error(request, _("このバージョンはすでに公開されています。"))
+            return HttpResponseRedirect(_version_url(version.pk))
+        if not self.has_change_permission(request, version):
+            raise PermissionDenied
+        try:
+            published = version_publish(version=version, user=request.user)
+        except ProblemsError as error:
+            for message in error.messages:
+                messages.error(request, message)
+            return HttpResponseRedirect(_version_url(version.pk))
+        messages.success(
+            request,
+            _("「%(name)s」第%(number)s版を公開しました。受付を開始しました。")
+            % {"name": published.procedure.name, "number": published.number},
+        )
+        return HttpResponseRedirect(reverse("admin:procedures_procedure_change", args=[published.procedure_id]))
+
+    def restore_view(self, request, object_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        version = get_object_or_404(ProcedureVersion.objects.select_related("procedure"), pk=object_id)
+        if version.is_draft or not self.has_change_permission(request):
+            raise PermissionDenied
+        try:
+            draft = version_restore(version=version)
+        except ProblemsError as error:
+            for message in error.messages:
+                messages.error(request, message)
+            return HttpResponseRedirect(_version_url(version.pk))
+        messages.success(
+            request,
+            _("第%(source)s版の内容を下書き（第%(draft)s版）に復元しました。確認してから公開してください。")
+            % {"source": version.number, "draft": draft.number},
+        )
+        return HttpResponseRedirect(_version_url(draft.pk))
+
+    def move_step_view(self, request, object_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        version = get_object_or_404(ProcedureVersion, pk=object_id)
+        if not self.has_change_permission(request, version):
+            raise PermissionDenied
+        direction = request.POST.get("direction")
+        try:
+            step_id = int(request.POST.get("step", ""))
+        except ValueError:
+            step_id = None
+        if direction not in ("up", "down") or step_id is None:
+            messages.error(request, _("並べ替えの指定が正しくありません。"))
+        else:
+            try:
+                _step_move(version, step_id, direction)
+            except ProblemsError as error:
+                for message in error.messages:
+                    messages.error(request, message)
+        return HttpResponseRedirect(_version_url(version.pk) + "#steps")
+
+    def flow_view(self, request, object_id):
+        version = get_object_or_404(ProcedureVersion.objects.select_related("procedure"), pk=object_id)
+        if not self.has_view_or_change_permission(request, version):
+            raise PermissionDenied
+        data = version_spec_data(version)
+        flow = flow_build(data)
+        links = {}
+        if version.is_draft:
+            links = {
+                step.key: reverse("admin:procedures_step_change", args=[step.pk])
+                for step in Step.objects.filter(version=version).non_polymorphic()
+            }
+        steps = data.get("steps") or []
+        outline = [
+            {
+                "key": step.get("key", ""),
+                "kind_label": kind_label(step.get("kind", "")),
+                "label": step.get("label", ""),
+                "condition": condition_text(step.get("condition"), steps),
+            }
+            for step in steps
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("フロー図: %(name)s 第%(number)s版") % {"name": version.procedure.name, "number": version.number},
+            "opts": self.model._meta,
+            "original": version,
+            "version": version,
+            "procedure": version.procedure,
+            "version_state": _version_state(version, version.procedure),
+            "svg": flow_svg(flow, links),
+            "outline": outline,
+            "version_url": _version_url(version.pk),
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/procedures/procedureversion/flow.html", context)
+
+
+# --------------------------------------------------------------------------
+# Steps: one polymorphic parent, one child admin per kind
+# --------------------------------------------------------------------------
+
+
+def _draft_only(obj) -> bool:
+    """True unless obj is a step (or choice) of a published version."""
+    if obj is None:
+        return True
+    version = obj.version if isinstance(obj, Step) else obj.step.version
+    return version.is_draft
+
+
+class StepKindForm(PolymorphicModelChoiceForm):
+    type_label = gettext_lazy("ステップの種類")
+
+
+class StepKindFilter(PolymorphicChildModelFilter):
+    title = gettext_lazy("種類")
+
+
+@admin.register(Step)
+class StepParentAdmin(PolymorphicParentModelAdmin):
+    base_model = Step
+    child_models = tuple(STEP_MODELS.values())
+    add_type_form = StepKindForm
+    list_display = ["short_label", "kind_name", "key", "version", "position"]
+    list_filter = [StepKindFilter, "version__procedure"]
+    list_select_related = ["version__procedure", "polymorphic_ctype"]
+    search_fields = ["key", "label"]
+
+    @admin.display(description=gettext_lazy("質問・表示文"))
+    def short_label(self, obj):
+        return truncate(obj.label, 40)
+
+    @admin.display(description=gettext_lazy("種類"))
+    def kind_name(self, obj):
+        model = obj.polymorphic_ctype.model_class() if obj.polymorphic_ctype_id else None
+        return kind_label(model.kind) if model is not None else "—"
+
+    def has_change_permission(self, request, obj=None):
+        return _draft_only(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return _draft_only(obj) and super().has_delete_permission(request, obj)
+
+
+class StepChoiceInline(admin.TabularInline):
+    model = StepChoice
+    fields = ["position", "value", "label", "amount"]
+    extra = 1
+    verbose_name = gettext_lazy("選択肢")
+    verbose_name_plural = gettext_lazy("選択肢")
+
+    def has_add_permission(self, request, obj=None):
+        return _draft_only(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return _draft_only(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return _draft_only(obj) and super().has_delete_permission(request, obj)
+
+
+BUILDER_ROWS = tuple(
+    (rule_field(number, "step"), rule_field(number, "op"), rule_field(number, "operator"), rule_field(number, "value"))
+    for number in range(1, MAX_RULES + 1)
+)
+
+
+class StepChildAdmin(PolymorphicChildModelAdmin):
+    """The edit page of one step kind (registered below for every kind in STEP_MODELS)."""
+
+    base_model = Step
+    form = StepForm
+    Media = BuilderMedia
+
+    def get_fieldsets(self, request, obj=None):
+        kind = self.model.kind
+        base = ["version", "position", "key", "label", "help_text"]
+        if kind not in FLOW_KINDS:
+            base.append(("required", "sensitive"))
+        fieldsets = [(None, {"fields": base})]
+        options = list(self.model.option_fields.values())
+        if options:
+            fieldsets.append((_("設定"), {"fields": options}))
+        if obj is not None and not obj.version.is_draft:
+            fieldsets.append((_("表示条件"), {"fields": ["condition_words", "condition_json"]}))
+        else:
+            fieldsets.append(
+                (
+                    _("表示条件"),
+                    {
+                        "fields": ["condition_combine", *BUILDER_ROWS, "condition_json"],
+                        "description": _(
+                            "条件を入れると、条件に合うときだけこのステップを使います。"
+                            "比べられるのは、このステップより前の質問だけです。空欄なら、いつも使います。"
+                        ),
+                    },
+                )
+            )
+        return fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = ["condition_json"]
+        if obj is not None:
+            fields.append("version")
+            if not obj.version.is_draft:
+                fields.append("condition_words")
+        return fields
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "version":
+            kwargs["queryset"] = ProcedureVersion.objects.filter(status=ProcedureVersion.Status.DRAFT).select_related(
+                "procedure"
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        try:
+            version_id = int(request.GET.get("version", ""))
+        except ValueError:
+            return initial
+        last = Step.objects.filter(version_id=version_id).order_by("-position").values_list("position", flat=True).first()
+        initial["version"] = version_id
+        initial["position"] = (last or 0) + 10
+        return initial
+
+    def has_change_permission(self, request, obj=None):
+        return _draft_only(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return _draft_only(obj) and super().has_delete_permission(request, obj)
+
+    @admin.display(description=gettext_lazy("表示条件（JSON・参照用）"))
+    def condition_json(self, obj):
+        condition = getattr(obj, "condition", None)
+        if not condition:
+            return _("（条件なし：いつも使います）")
+        note = ""
+        if condition_to_rules(condition) is None:
+            note = format_html(
+                '<p class="procedure-note">{}</p>',
+                _("この条件は入れ子など、上の組み立て欄では表せない形のため、変更せずにそのまま保存されます。"),
+            )
+        return format_html(
+            '<pre class="procedure-json">{}</pre>{}', json.dumps(condition, ensure_ascii=False, indent=2), note
+        )
+
+    @admin.display(description=gettext_lazy("表示条件"))
+    def condition_words(self, obj):
+        if obj is None or not obj.condition:
+            return _("（条件なし：いつも使います）")
+        steps = version_spec_data(obj.version).get("steps") or []
+        return _("%(condition)s のとき") % {"condition": condition_text(obj.condition, steps)}
+
+    # -- after saving or deleting: back to the version page ---------------------
+
+    def _back_to_version(self, obj):
+        return HttpResponseRedirect(_version_url(obj.version_id) + "#steps")
+
+    def response_post_save_add(self, request, obj):
+        return self._back_to_version(obj)
+
+    def response_post_save_change(self, request, obj):
+        return self._back_to_version(obj)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if "_addanother" in request.POST:
+            messages.success(request, _("「%(label)s」を追加しました。") % {"label": truncate(obj.label, 30)})
+            content_type = ContentType.objects.get_for_model(self.model, for_concrete_model=False)
+            return HttpResponseRedirect(
+                reverse("admin:procedures_step_add") + f"?ct_id={content_type.pk}&version={obj.version_id}"
+            )
+        return super().response_add(request, obj, post_url_continue)
+
+    def delete_view(self, request, object_id, context=None):
+        step = Step.objects.non_polymorphic().filter(pk=unquote(str(object_id))).first()
+        response = super().delete_view(request, object_id, context)
+        if request.method == "POST" and step is not None and response.status_code == 302:
+            return self._back_to_version(step)
+        return response
+
+
+for _kind, _model in STEP_MODELS.items():
+    _attrs = {"base_model": Step, "__module__": __name__}
+    if _kind in CHOICE_KINDS:
+        _attrs["inlines"] = [StepChoiceInline]
+    if _kind == "date":
+        _attrs["form"] = DateStepForm
+    admin.site.register(_model, type(f"{_model.__name__}Admin", (StepChildAdmin,), _attrs))
+
+
+# --------------------------------------------------------------------------
+# Applications (read-only; test applications hidden unless asked for)
+# --------------------------------------------------------------------------
+
+
+class TestApplicationFilter(admin.SimpleListFilter):
+    title = gettext_lazy("テスト申請")
+    parameter_name = "tests"
+
+    def lookups(self, request, model_admin):
+        return [("show", _("テスト申請を表示")), ("only", _("テスト申請だけ"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "only":
+            return queryset.filter(is_test=True)
+        return queryset
+
+    def choices(self, changelist):
+        choices = list(super().choices(changelist))
+        if choices:
+            choices[0]["display"] = _("テスト申請を除く")
+        return choices
+
+
+def _shows_tests(request) -> bool:
+    return request.GET.get(TestApplicationFilter.parameter_name) in ("show", "only")
+
+
+def _answer_words(value, step: dict) -> str:
+    """An answer as staff read it: choice labels, はい/いいえ, a number with its unit."""
+    kind = step.get("kind")
+    choices = {c.get("value"): c.get("label") for c in step.get("choices") or [] if isinstance(c, dict)}
+    if isinstance(value, bool):
+        return _("はい") if value else _("いいえ")
+    if kind in CHOICE_KINDS:
+        values = value if isinstance(value, list) else [value]
+        return "、".join(str(choices.get(v, v)) for v in values)
+    if kind == "number":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return f"{value}{(step.get('options') or {}).get('unit') or ''}"
+    if kind == "image" and isinstance(value, dict):
+        return _("画像（%(ref)s）") % {"ref": value.get("ref") or _("保存なし")}
+    if kind == "location" and isinstance(value, dict):
+        address = value.get("address") or value.get("title")
+        if address:
+            return str(address)
+        return _("緯度 %(lat)s・経度 %(lng)s") % {"lat": value.get("latitude"), "lng": value.get("longitude")}
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def answer_rows(spec_data: dict, answers: dict) -> list[tuple[str, str]]:
+    """(label, shown value) for every question of the version; sensitive answers masked, never shown."""
+    answers = answers if isinstance(answers, dict) else {}
+    rows = []
+    known = set()
+    for step in spec_data.get("steps") or []:
+        key = step.get("key")
+        known.add(key)
+        if step.get("kind") in FLOW_KINDS:
+            continue
+        label = truncate(step.get("label") or key, 60)
+        if key not in answers or answers[key] is None:
+            rows.append((label, _("（回答なし）")))
+        elif step.get("sensitive"):
+            rows.append((label, MASK))
+        else:
+            rows.append((label, _answer_words(answers[key], step)))
+    # Answers the version does not describe: their sensitivity is unknown, so they stay masked.
+    rows.extend((str(key), MASK) for key in answers if key not in known)
+    return rows
+
+
+@admin.register(Application)
+class ApplicationAdmin(admin.ModelAdmin):
+    list_display = ["receipt_number", "procedure", "submitted_at", "version_number"]
+    list_filter = ["procedure", ("submitted_at", DateFieldListFilter), TestApplicationFilter]
+    search_fields = ["receipt_number"]
+    fields = ["receipt_number", "procedure", "version", "submitted_at", "is_test", "resident", "answers_table",
+              "computed_table"]
+    readonly_fields = fields
+    Media = BuilderMedia
+
+    def get_queryset(self, request):
+        match = request.resolver_match
+        on_list = match is not None and match.url_name == "procedures_application_changelist"
+        # The list leaves test applications out unless staff ask for them; a detail page opens either.
+        return application_list(include_tests=not on_list or _shows_tests(request))
+
+    def get_list_display(self, request):
+        if _shows_tests(request):
+            return [*self.list_display, "is_test"]
+        return self.list_display
+
+    @admin.display(description=gettext_lazy("版"), ordering="version__number")
+    def version_number(self, obj):
+        return _("第%(number)s版") % {"number": obj.version.number}
+
+    @admin.display(description=gettext_lazy("回答"))
+    def answers_table(self, obj):
+        rows = answer_rows(version_spec_data(obj.version), obj.answers)
+        if not rows:
+            return _("（回答はありません）")
+        return format_html(
+            '<table class="procedure-answers"><tbody>{}</tbody></table>',
+            format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
+        )
+
+    @admin.display(description=gettext_lazy("計算項目"))
+    def computed_table(self, obj):
+        computed = obj.computed if isinstance(obj.computed, dict) else {}
+        if not computed:
+            return "—"
+        items = {item.get("key"): item for item in version_spec_data(obj.version).get("computed") or []}
+        rows = []
+        for key, value in computed.items():
+            item = items.get(key, {})
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            rows.append((item.get("label") or key, f"{value}{item.get('unit') or ''}"))
+        return format_html(
+            '<table class="procedure-answers"><tbody>{}</tbody></table>',
+            format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
+        )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

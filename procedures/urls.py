@@ -1,0 +1,12 @@
+from django.urls import path
+
+from procedures import views
+
+app_name = "procedures"
+
+urlpatterns = [
+    path("simulator/", views.simulator_page, name="simulator"),
+    path("simulator/send/", views.simulator_send, name="simulator_send"),
+    path("simulator/upload/", views.simulator_upload, name="simulator_upload"),
+    path("simulator/reset/", views.simulator_reset, name="simulator_reset"),
+]
