@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "procedures",
     "broadcasts",
     "messaging",
+    "govtech",  # project-wide management commands (run_demo)
 ]
 
 MIDDLEWARE = [
