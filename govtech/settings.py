@@ -20,13 +20,14 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 # Demo mode: a local, single-machine setup (make run). It allows a generated
 # secret key kept on disk and a demo staff login; never set it in a deployment.
 DEMO_MODE = env_bool("GOVTECH_DEMO", False)
+TESTING = env_bool("GOVTECH_TESTING", False)
 
 
 def _secret_key() -> str:
     key = env_str("DJANGO_SECRET_KEY")
     if key:
         return key
-    if not (DEBUG or DEMO_MODE or env_bool("GOVTECH_TESTING", False)):
+    if not (DEBUG or DEMO_MODE or TESTING):
         raise ImproperlyConfigured(
             "DJANGO_SECRET_KEY is not set. Set it to a long random value "
             "(or GOVTECH_DEMO=1 for a local demo)."
@@ -121,8 +122,9 @@ MEDIA_ROOT = Path(env_str("DJANGO_MEDIA_ROOT", str(VAR_DIR / "media")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
+        # The manifest needs collectstatic, which only a deployment runs.
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if not (DEBUG or DEMO_MODE)
+        if not (DEBUG or DEMO_MODE or TESTING)
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
@@ -136,7 +138,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 
 PROCEDURE_IMPORT_MAX_BYTES = env_int("PROCEDURE_IMPORT_MAX_BYTES", 1024 * 1024, minimum=1024)
 
 # Security: on unless running the local demo over plain HTTP.
-SECURE = env_bool("DJANGO_SECURE", not (DEBUG or DEMO_MODE or env_bool("GOVTECH_TESTING", False)))
+SECURE = env_bool("DJANGO_SECURE", not (DEBUG or DEMO_MODE or TESTING))
 SESSION_COOKIE_SECURE = SECURE
 CSRF_COOKIE_SECURE = SECURE
 SECURE_SSL_REDIRECT = SECURE and env_bool("DJANGO_SSL_REDIRECT", True)

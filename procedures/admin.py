@@ -162,6 +162,12 @@ class ProcedureAdmin(admin.ModelAdmin):
             parts.append((_flow_url(flow_version_id), _("フロー図")))
         return format_html_join(" | ", '<a href="{}">{}</a>', parts)
 
+    def has_delete_permission(self, request, obj=None):
+        # A procedure that has been published is a public record: stop accepting (受付を停止する) instead.
+        if obj is not None and obj.current_version_id is not None:
+            return False
+        return super().has_delete_permission(request, obj)
+
     # -- create: every new procedure starts with its draft -------------------
 
     def save_model(self, request, obj, form, change):
@@ -329,6 +335,26 @@ class ComputedValueInline(admin.TabularInline):
     def get_formset(self, request, obj=None, **kwargs):
         kwargs["form"] = computed_value_form_for(obj)
         return super().get_formset(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is not None and not obj.is_draft:
+            return ["position", "key", "label", "unit", "constant", "terms_words"]
+        return self.fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["terms_words"] if obj is not None and not obj.is_draft else []
+
+    @admin.display(description=gettext_lazy("計算式"))
+    def terms_words(self, obj):
+        steps = {step.get("key"): step for step in version_spec_data(obj.version).get("steps") or []}
+        parts = []
+        for term in obj.terms or []:
+            step = steps.get(term.get("step"), {})
+            factor = term.get("factor", 1)
+            if isinstance(factor, float) and factor.is_integer():
+                factor = int(factor)
+            parts.append(f"{truncate(step.get('label') or term.get('step'), 20)} × {factor}")
+        return " ＋ ".join(parts) or "—"
 
     def get_extra(self, request, obj=None, **kwargs):
         return 1 if obj is not None and obj.is_draft else 0

@@ -37,7 +37,7 @@ KIND_SYMBOLS = {
     "multiple_choice": "☑",
     "yes_no": "?",
     "image": "▣",
-    "location": "⌖",
+    "location": "◎",
     "confirmation": "✔",
     "completion": "★",
     "exit": "✖",
@@ -56,6 +56,26 @@ def kind_label(kind: str) -> str:
 def truncate(text: str, limit: int) -> str:
     text = " ".join(str(text or "").split())
     return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def wrap(text: str, width: int, max_lines: int) -> tuple[str, ...]:
+    """Lines of at most `width` characters, broken at a space when one is near; the last line may end in "…"."""
+    text = " ".join(str(text or "").split())
+    lines: list[str] = []
+    while text and len(lines) < max_lines:
+        if len(text) <= width:
+            lines.append(text)
+            text = ""
+            break
+        if len(lines) == max_lines - 1:
+            lines.append(truncate(text, width))
+            text = ""
+            break
+        cut = text.rfind(" ", width // 2, width + 1)
+        cut = cut if cut > 0 else width
+        lines.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    return tuple(lines)
 
 
 # --------------------------------------------------------------------------
@@ -171,7 +191,8 @@ START_HEIGHT = 30
 START_WIDTH = 96
 FIRST_ROW_Y = MARGIN + START_HEIGHT + ROW_GAP
 LABEL_LIMIT = 19  # characters of the step label shown in a box
-BRANCH_LABEL_LIMIT = 26  # characters of a connector label
+BRANCH_LABEL_WIDTH = 25  # characters per line of a connector label
+BRANCH_LABEL_LINES = 2
 
 
 @dataclass(frozen=True)
@@ -207,8 +228,12 @@ class FlowBox:
 class FlowEdge:
     points: tuple[tuple[int, int], ...]
     style: str = "main"  # main | branch | return | unreachable
-    label: str = ""  # shown along the first segment
-    full_label: str = ""
+    label: str = ""  # shown along the first segment (in full as a tooltip)
+    lines: tuple[str, ...] = ()  # the label as drawn: wrapped, possibly shortened
+
+    @property
+    def drawn_lines(self) -> tuple[str, ...]:
+        return self.lines or ((self.label,) if self.label else ())
 
 
 @dataclass(frozen=True)
@@ -309,8 +334,8 @@ def flow_build(spec_data: dict) -> Flow:
             FlowEdge(
                 points=(junction, (BRANCH_X, junction[1])),
                 style="branch" if alive else "unreachable",
-                label=truncate(label, BRANCH_LABEL_LIMIT),
-                full_label=label,
+                label=label,
+                lines=wrap(label, BRANCH_LABEL_WIDTH, BRANCH_LABEL_LINES),
             )
         )
         anchor = junction
@@ -464,24 +489,27 @@ def _edge_svg(edge: FlowEdge) -> SafeString:
         points=points,
         marker=mark_safe(marker),  # noqa: S308 - a constant
     )
-    if not edge.label:
+    lines = edge.drawn_lines
+    if not lines:
         return line
     (x1, y1), (x2, y2) = edge.points[0], edge.points[1]
-    if y1 == y2:  # a horizontal connector: the label sits above it
-        label_x, label_y, anchor = min(x1, x2) + 10, y1 - 7, "start"
-    else:  # a vertical segment: the label sits to its right
-        label_x, label_y, anchor = x1 + 8, (y1 + y2) // 2 + 4, "start"
+    if y1 == y2:  # a horizontal connector: the lines sit above it
+        label_x = min(x1, x2) + 10
+        first_y = y1 - 7 - 15 * (len(lines) - 1)
+    else:  # a vertical segment: the label sits to its right, just below where it starts
+        label_x, first_y = x1 + 8, y1 + 16
     css = "flow-edge-label" if edge.style == "branch" else "flow-edge-label other"
-    title = format_html("<title>{}</title>", edge.full_label) if edge.full_label else ""
+    spans = format_html_join(
+        "",
+        '<tspan x="{}" y="{}">{}</tspan>',
+        ((label_x, first_y + 15 * index, text) for index, text in enumerate(lines)),
+    )
     return format_html(
-        '{line}<text class="{css}" x="{x}" y="{y}" text-anchor="{anchor}">{title}{label}</text>',
+        '{line}<text class="{css}"><title>{title}</title>{spans}</text>',
         line=line,
         css=css,
-        x=label_x,
-        y=label_y,
-        anchor=anchor,
-        title=title,
-        label=edge.label,
+        title=edge.label,
+        spans=spans,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
+import re
 import uuid
 
 from django.conf import settings
@@ -18,8 +18,8 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import BadRequest, RequestDataTooBig
 from django.core.files.storage import default_storage
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
-from django.http.multipartparser import MultiPartParserError
 from django.http import JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext as _
@@ -33,12 +33,11 @@ from procedures.selectors import procedure_spec_get
 from procedures.services import conversation_handle, version_problems
 from procedures.spec import DEFAULT_IMAGE_MAX_BYTES, IMAGE_TYPES, KEY_PATTERN, SpecError, Step
 
-logger = logging.getLogger(__name__)
-
 # Pillow format name -> the content type LINE would report.
 _PILLOW_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp",
                  "BMP": "image/bmp", "TIFF": "image/tiff", "HEIF": "image/heic", "ICO": "image/x-icon"}
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
+_CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,49}/[a-z0-9][a-z0-9.+-]{0,49}")
 # Room for the multipart envelope and the other fields around the file.
 _MULTIPART_OVERHEAD = 64 * 1024
 # Where "市役所" puts the resident on the location form unless settings.SIMULATOR_CITY_HALL says otherwise.
@@ -117,6 +116,7 @@ def simulator_page(request):
             "reset": reverse("procedures:simulator_reset"),
         },
         "upload_max_bytes": upload_max_bytes(),
+        "upload_too_large": _too_large_message(upload_max_bytes()),
         "city_hall": getattr(settings, "SIMULATOR_CITY_HALL", _DEFAULT_CITY_HALL),
     }
     context = {
@@ -341,7 +341,7 @@ def _upload(request, limit: int, handler: _LimitedUploadHandler):
 
 
 def _too_large_message(limit: int) -> str:
-    return _("ファイルが大きすぎます。%(max)s MB 以下の画像を選んでください。") % {"max": _megabytes(limit)}
+    return _("ファイルが大きすぎます。%(max)s以下の画像を選んでください。") % {"max": _human_size(limit)}
 
 
 def _step_max_bytes(spec, step_key: str) -> int:
@@ -361,12 +361,15 @@ def _image_type(upload) -> str:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         claimed = (upload.content_type or "").split(";")[0].strip().lower()
         # A file that only claims to be a JPEG or PNG is not one.
-        if not claimed or claimed in IMAGE_TYPES or len(claimed) > 100:
+        if claimed in IMAGE_TYPES or not _CONTENT_TYPE.fullmatch(claimed):
             return "application/octet-stream"
         return claimed
     return kind
 
 
-def _megabytes(size: int) -> str:
-    value = size / (1024 * 1024)
-    return f"{value:.0f}" if value >= 1 else f"{value:.1f}"
+def _human_size(size: int) -> str:
+    """10485760 -> "10 MB", 1536 -> "1.5 KB", 20 -> "20 バイト"."""
+    for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
+        if size >= factor:
+            return f"{round(size / factor, 1):g} {unit}"
+    return _("%(size)s バイト") % {"size": size}

@@ -202,7 +202,7 @@ class DateHandler(StepHandler):
         options = step.options
         earliest, latest = validators.date_bounds(options, ctx.today)
         initial = None
-        if ctx.answered and isinstance(ctx.answer, str):
+        if ctx.answered and isinstance(ctx.answer, str) and not step.sensitive:
             initial = validators.parse_date(ctx.answer, ctx.today)
             if initial and validators.check_date(initial, options, ctx.today):
                 initial = None
@@ -366,10 +366,12 @@ class MultipleChoiceHandler(_ChoiceHandler):
     def question(self, step, ctx):
         page = _clamp_page(step, ctx.page)
         selected = set(ctx.selection)
+        # A sensitive step shows only how many are selected, never which.
+        shown = set() if step.sensitive else selected
         actions = [
             Action(
                 "action.toggle",
-                {"label": choice.label, "selected": choice.value in selected},
+                {"label": choice.label, "selected": choice.value in shown},
                 button(ctx, step, "choice", value=choice.value),
             )
             for choice in page_choices(step, page)

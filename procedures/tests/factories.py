@@ -239,7 +239,7 @@ class ApplicationFactory(factory.django.DjangoModelFactory):
 
     version = factory.LazyFunction(lambda: published_version())
     procedure = factory.LazyAttribute(lambda application: application.version.procedure)
-    receipt_number = factory.Sequence(lambda n: f"TEST-2026-{n:06d}")
+    receipt_number = factory.Sequence(lambda n: f"FACT-2026-{n:06d}")
     line_user_id = factory.Sequence(lambda n: f"U{n:032x}")
     submission_key = factory.Sequence(lambda n: f"submission-{n}")
     answers = factory.LazyFunction(dict)

@@ -338,6 +338,24 @@ def test_add_step_form_preselects_the_version_and_returns_to_it(admin_client):
 
 
 @pytest.mark.django_db
+def test_no_step_can_be_added_to_a_published_version(admin_client):
+    from django.contrib.contenttypes.models import ContentType
+
+    from procedures.models import ShortTextStep
+
+    version = published_version()
+    ct = ContentType.objects.get_for_model(ShortTextStep, for_concrete_model=False)
+    add_url = reverse("admin:procedures_step_add") + f"?ct_id={ct.pk}&version={version.pk}"
+    form_page = admin_client.get(add_url)
+    assert version.pk not in [choice.value for choice, _label in form_page.context["adminform"].form.fields["version"].choices if choice]
+    data = form_data(form_page)
+    data.update(version=version.pk, position=70, key="late", label="後から")
+    response = admin_client.post(add_url, data)
+    assert response.status_code == 200 and "version" in response.context["adminform"].form.errors
+    assert not Step.objects.filter(key="late").exists()
+
+
+@pytest.mark.django_db
 def test_choice_step_edits_its_choices_inline(admin_client):
     version = valid_draft()
     item = version.steps.get(key="item")

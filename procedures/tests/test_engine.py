@@ -947,3 +947,20 @@ def test_same_inputs_give_same_result():
 def test_naive_now_is_tolerated():
     result = step(catalog_of(name_spec()), None, text("粗大ごみ"), datetime(2026, 6, 2, 10, 0))  # noqa: DTZ001
     assert [m.code for m in result.messages] == ["procedure.started", "question"]
+
+
+def test_sensitive_date_and_selection_are_not_shown_in_buttons():
+    spec = make_spec(
+        step_dict("birthday", "date", "生年月日", sensitive=True),
+        step_dict("conditions", "multiple_choice", "持病", sensitive=True, choices=choices("heart", "lung")),
+    )
+    conversation = start(spec)
+    conversation.tap("action.date_picker", value="1990-04-01")
+    conversation.tap("action.toggle", label="LUNG")
+    message = question(conversation)
+    assert message.params["selected_count"] == 1 and "selected" not in message.params
+    assert not any(a.params.get("selected") for a in message.actions)
+    conversation.tap("action.back")
+    assert conversation.action("action.date_picker").options["initial"] != "1990-04-01"
+    for result in conversation.results:
+        assert "1990-04-01" not in repr(result.messages)

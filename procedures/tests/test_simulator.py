@@ -141,15 +141,6 @@ def png_bytes() -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture(autouse=True)
-def plain_static_files(settings):
-    # The page extends the admin templates; the manifest storage would need collectstatic first.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 @pytest.fixture
 def media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
@@ -414,7 +405,7 @@ def test_image_over_the_steps_limit_is_reasked_and_over_the_upload_limit_refused
 
     settings.SIMULATOR_UPLOAD_MAX_BYTES = 20
     error = chat.upload(SimpleUploadedFile("a.png", png_bytes(), content_type="image/png"), "photo", expect=413)
-    assert "大きすぎます" in error["error"]
+    assert error["error"] == "ファイルが大きすぎます。20 バイト以下の画像を選んでください。"
 
 
 def test_location_and_sticker_and_typed_commands(admin_client):
@@ -544,6 +535,26 @@ def test_bad_requests_get_json_errors(admin_client):
     assert response.status_code == 415
     for response in (post("{not json"), post({"procedure": "x", "version": 1, "event": good_event})):
         assert response["Content-Type"].startswith("application/json") and response.json()["error"]
+
+
+def test_upload_over_the_limit_is_refused_before_the_body_is_read(admin_client, media_root, settings):
+    version = published_version()
+    settings.SIMULATOR_UPLOAD_MAX_BYTES = 1024
+    big = SimpleUploadedFile("big.png", b"\x89PNG" + b"0" * 200_000, content_type="image/png")
+    response = admin_client.post(UPLOAD, {"procedure": version.procedure_id, "version": version.pk, "file": big})
+    assert response.status_code == 413
+    assert response.json()["error"] == "ファイルが大きすぎます。1 KB以下の画像を選んでください。"
+    assert not media_root.exists() or not any(media_root.rglob("*.*"))
+
+
+def test_upload_needs_a_csrf_token(media_root):
+    version = published_version()
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(StaffUserFactory())
+    png = SimpleUploadedFile("a.png", png_bytes(), content_type="image/png")
+    response = strict.post(UPLOAD, {"procedure": version.procedure_id, "version": version.pk, "file": png})
+    assert response.status_code == 403
+    assert not media_root.exists() or not any(media_root.rglob("*.*"))
 
 
 def test_upload_validates_its_fields(admin_client, media_root):

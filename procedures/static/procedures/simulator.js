@@ -320,10 +320,7 @@
       return;
     }
     if (config.upload_max_bytes && file.size > config.upload_max_bytes) {
-      addNotice(
-        "ファイルが大きすぎます。" + Math.round(config.upload_max_bytes / 1048576) + " MB 以下の画像を選んでください。",
-        "error"
-      );
+      addNotice(config.upload_too_large, "error");
       return;
     }
     if (file.type && file.type.indexOf("image/") === 0) {
