@@ -20,7 +20,6 @@ from django.contrib.admin.filters import DateFieldListFilter
 from django.contrib.admin.utils import unquote
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -46,7 +45,6 @@ from procedures.admin_forms import (
     TemplateImportForm,
     computed_value_form_for,
     condition_to_rules,
-    order_after_move,
     rule_field,
 )
 from procedures.flow import KIND_SYMBOLS, condition_text, flow_build, flow_svg, kind_label, truncate
@@ -66,6 +64,8 @@ from procedures.services import (
     procedure_close,
     procedure_export_data,
     procedure_import,
+    procedure_reopen,
+    step_move,
     version_problems,
     version_publish,
     version_restore,
@@ -117,7 +117,7 @@ class ProcedureAdmin(admin.ModelAdmin):
         (gettext_lazy("受付の状態"), {"fields": ["is_open", "current_version"]}),
     ]
     readonly_fields = ["is_open", "current_version"]
-    actions = ["export_templates", "close_procedures"]
+    actions = ["export_templates", "close_procedures", "reopen_procedures"]
     Media = BuilderMedia
 
     def get_queryset(self, request):
@@ -243,6 +243,19 @@ class ProcedureAdmin(admin.ModelAdmin):
             % {"names": "、".join(names)},
         )
 
+    @admin.action(description=gettext_lazy("受付を再開する"), permissions=["change"])
+    def reopen_procedures(self, request, queryset):
+        reopened, unpublished = [], []
+        for procedure in queryset:
+            (reopened if procedure_reopen(procedure=procedure) else unpublished).append(procedure.name)
+        if reopened:
+            messages.success(request, _("受付を再開しました: %(names)s") % {"names": "、".join(reopened)})
+        if unpublished:
+            messages.error(
+                request,
+                _("公開された版がないため再開できません（先に公開してください）: %(names)s") % {"names": "、".join(unpublished)},
+            )
+
     # -- extra pages -----------------------------------------------------------
 
     def get_urls(self):
@@ -367,27 +380,6 @@ class ComputedValueInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None):
         return (obj is None or obj.is_draft) and super().has_delete_permission(request, obj)
-
-
-@transaction.atomic
-def _step_move(version: ProcedureVersion, step_id: int, direction: str) -> bool:
-    """Swap a draft step with its neighbour and renumber the positions 10, 20, 30... in one transaction.
-
-    Admin-local write; a `step_move` service would be its proper home.
-    """
-    version = ProcedureVersion.objects.select_for_update().get(pk=version.pk)
-    if not version.is_draft:
-        raise ProblemsError([_("公開済みのバージョンは変更できません。下書きを編集してください。")])
-    rows = list(Step.objects.filter(version=version).order_by("position", "id").values_list("id", "position"))
-    ids = [row_id for row_id, _position in rows]
-    if step_id not in ids:
-        return False
-    new_ids = order_after_move(ids, step_id, direction)
-    current = dict(rows)
-    for index, row_id in enumerate(new_ids, start=1):
-        if current[row_id] != index * 10:
-            Step.objects.filter(pk=row_id).update(position=index * 10)
-    return new_ids != ids
 
 
 @admin.register(ProcedureVersion)
@@ -554,7 +546,7 @@ class ProcedureVersionAdmin(admin.ModelAdmin):
             messages.error(request, _("並べ替えの指定が正しくありません。"))
         else:
             try:
-                _step_move(version, step_id, direction)
+                step_move(version=version, step_id=step_id, direction=direction)
             except ProblemsError as error:
                 for message in error.messages:
                     messages.error(request, message)

@@ -218,18 +218,6 @@ def rule_to_leaf(op: str, operator: str, text: str, ref: dict) -> dict:
     raise RuleError("op", _("条件の種類を選んでください。"))
 
 
-def order_after_move(ids: list[int], moved: int, direction: str) -> list[int]:
-    """The step ids after moving `moved` one place "up" or "down" (unchanged at either end)."""
-    ids = list(ids)
-    if moved not in ids:
-        return ids
-    index = ids.index(moved)
-    other = index - 1 if direction == "up" else index + 1 if direction == "down" else index
-    if 0 <= other < len(ids) and other != index:
-        ids[index], ids[other] = ids[other], ids[index]
-    return ids
-
-
 # --------------------------------------------------------------------------
 # Procedures and templates
 # --------------------------------------------------------------------------

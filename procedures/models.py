@@ -451,6 +451,9 @@ class ReceiptCounter(models.Model):
             models.UniqueConstraint(fields=["procedure", "year", "is_test"], name="receipt_counter_unique")
         ]
 
+    def __str__(self):
+        return f"{self.procedure_id}/{self.year}: {self.last_number}"
+
 
 class Application(models.Model):
     procedure = models.ForeignKey(Procedure, on_delete=models.PROTECT, related_name="applications", verbose_name=_("手続き"))
@@ -489,3 +492,6 @@ class ConversationSession(models.Model):
     class Meta:
         verbose_name = _("会話の状態")
         verbose_name_plural = _("会話の状態")
+
+    def __str__(self):
+        return self.line_user_id

@@ -20,6 +20,7 @@ from procedures.models import (
     Procedure,
     ProcedureVersion,
     ReceiptCounter,
+    Step,
     StepChoice,
 )
 from procedures.selectors import catalog_build, version_spec_data
@@ -86,6 +87,16 @@ def procedure_close(*, procedure: Procedure) -> None:
 
 
 @transaction.atomic
+def procedure_reopen(*, procedure: Procedure) -> bool:
+    """Accept again on the current published version; False when nothing was ever published."""
+    return bool(
+        Procedure.objects.filter(pk=procedure.pk, current_version__isnull=False).update(
+            is_open=True, updated_at=timezone.now()
+        )
+    )
+
+
+@transaction.atomic
 def draft_get_or_create(*, procedure: Procedure) -> ProcedureVersion:
     """The procedure's draft; a new one starts as a copy of the published version (or empty)."""
     procedure = Procedure.objects.select_for_update().select_related("current_version").get(pk=procedure.pk)
@@ -115,6 +126,34 @@ def version_restore(*, version: ProcedureVersion) -> ProcedureVersion:
     draft.save(update_fields=["restored_from"])
     _version_fill(draft, source_spec)
     return draft
+
+
+@transaction.atomic
+def step_move(*, version: ProcedureVersion, step_id: int, direction: str) -> bool:
+    """Move a draft step one place up or down; positions are renumbered 10, 20, 30... Returns whether it moved."""
+    version = ProcedureVersion.objects.select_for_update().get(pk=version.pk)
+    if not version.is_draft:
+        raise ProblemsError([_("公開済みのバージョンは変更できません。下書きを編集してください。")])
+    rows = list(Step.objects.filter(version=version).order_by("position", "id").values_list("id", "position"))
+    ids = [row_id for row_id, _position in rows]
+    new_ids = order_after_move(ids, step_id, direction)
+    current = dict(rows)
+    for index, row_id in enumerate(new_ids, start=1):
+        if current[row_id] != index * 10:
+            Step.objects.filter(pk=row_id).update(position=index * 10)
+    return new_ids != ids
+
+
+def order_after_move(ids: list[int], moved: int, direction: str) -> list[int]:
+    """The step ids after moving `moved` one place "up" or "down" (unchanged at either end)."""
+    ids = list(ids)
+    if moved not in ids:
+        return ids
+    index = ids.index(moved)
+    other = index - 1 if direction == "up" else index + 1 if direction == "down" else index
+    if 0 <= other < len(ids) and other != index:
+        ids[index], ids[other] = ids[other], ids[index]
+    return ids
 
 
 def _version_create(procedure: Procedure) -> ProcedureVersion:

@@ -18,14 +18,13 @@ from procedures.admin_forms import (
     RuleError,
     TermsField,
     condition_to_rules,
-    order_after_move,
     parse_number,
     rule_to_leaf,
     rules_to_condition,
     split_values,
 )
 from procedures.models import Application, ComputedValue, Procedure, ProcedureVersion, Step, StepChoice
-from procedures.services import ProblemsError, draft_get_or_create, procedure_import, version_problems
+from procedures.services import ProblemsError, draft_get_or_create, order_after_move, procedure_import, version_problems
 from procedures.tests.factories import (
     ApplicationFactory,
     DepartmentFactory,
@@ -39,15 +38,6 @@ from procedures.tests.spec_data import simple_spec_data, template_bytes
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def plain_static_storage(settings):
-    # Pages render {% static %}; tests run without collectstatic, so no manifest.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
 
 
 def version_url(version) -> str:
@@ -175,6 +165,21 @@ def test_close_action_stops_accepting(admin_client):
     assert response.status_code == 302
     assert not Procedure.objects.get(pk=procedure.pk).is_open
     assert any("受付を停止しました" in message for message in messages_of(response))
+
+
+@pytest.mark.django_db
+def test_reopen_action_accepts_again_only_what_was_published(admin_client):
+    closed = published_version().procedure
+    Procedure.objects.filter(pk=closed.pk).update(is_open=False)
+    never_published = ProcedureVersionFactory().procedure
+    response = admin_client.post(
+        reverse("admin:procedures_procedure_changelist"),
+        {"action": "reopen_procedures", "_selected_action": [closed.pk, never_published.pk]},
+    )
+    assert Procedure.objects.get(pk=closed.pk).is_open
+    assert not Procedure.objects.get(pk=never_published.pk).is_open
+    notes = " ".join(messages_of(response))
+    assert "受付を再開しました" in notes and "公開された版がないため" in notes
 
 
 # --------------------------------------------------------------------------

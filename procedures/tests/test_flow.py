@@ -167,16 +167,8 @@ def test_conditions_in_words():
 # --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def plain_static_storage(settings):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 @pytest.mark.django_db
-def test_flow_page_renders_for_the_demo_procedure(admin_client, plain_static_storage):
+def test_flow_page_renders_for_the_demo_procedure(admin_client):
     from procedures.services import procedure_import
 
     raw = (Path(settings.BASE_DIR) / "procedures" / "templates_library" / "bulky_garbage.json").read_bytes()
