@@ -99,7 +99,7 @@ def procedure_reopen(*, procedure: Procedure) -> bool:
 @transaction.atomic
 def draft_get_or_create(*, procedure: Procedure) -> ProcedureVersion:
     """The procedure's draft; a new one starts as a copy of the published version (or empty)."""
-    procedure = Procedure.objects.select_for_update().select_related("current_version").get(pk=procedure.pk)
+    procedure = Procedure.objects.select_for_update(of=("self",)).select_related("current_version").get(pk=procedure.pk)
     draft = procedure.versions.filter(status=ProcedureVersion.Status.DRAFT).first()
     if draft is not None:
         return draft

@@ -176,3 +176,62 @@ def test_import_of_hostile_condition_values_and_deep_nesting_is_refused_in_words
     with pytest.raises(ProblemsError):
         procedure_import(raw=template_bytes(data), max_bytes=1_000_000)
     assert Procedure.objects.count() == 0
+
+
+# --------------------------------------------------------------------------
+# Conversations through the service (engine + database)
+# --------------------------------------------------------------------------
+
+
+def say(text, user="U1", now=None):
+    from procedures.engine.types import Event
+    from procedures.services import conversation_handle
+
+    return conversation_handle(line_user_id=user, event=Event(type="text", text=text), now=now)
+
+
+def test_keyword_starts_published_procedure_and_state_is_saved():
+    from procedures.models import ConversationSession
+
+    version = publish(make_procedure())
+    reply = say("テスト")
+    assert reply.messages and reply.messages[-1].code == "question"
+    state = ConversationSession.objects.get(line_user_id="U1").state
+    assert state["session"]["version_id"] == version.pk and state["schema_version"] == 1
+
+
+def test_procedure_closed_mid_conversation_ends_politely_and_submits_nothing():
+    from procedures.models import ConversationSession
+    from procedures.services import procedure_close
+
+    procedure = make_procedure()
+    publish(procedure)
+    say("テスト")
+    procedure_close(procedure=procedure)
+    reply = say("A")
+    assert [m.code for m in reply.messages][0] == "procedure.closed"
+    assert ConversationSession.objects.get(line_user_id="U1").state["session"] is None
+    assert Application.objects.count() == 0
+
+
+def test_resident_finishes_on_the_version_they_started_after_a_new_publish():
+    from procedures.models import ConversationSession
+
+    procedure = make_procedure()
+    first = publish(procedure)
+    say("テスト")
+    draft = draft_get_or_create(procedure=procedure)
+    draft.steps.get(key="reason").delete()
+    version_publish(version=draft)
+    say("B")
+    state = ConversationSession.objects.get(line_user_id="U1").state
+    assert state["session"]["version_id"] == first.pk
+    assert state["session"]["current"] == "copies"
+
+
+def test_idle_session_expires_with_a_clear_message():
+    start = dt.datetime(2026, 11, 23, 9, 0, tzinfo=JST)
+    publish(make_procedure())
+    say("テスト", now=start)
+    reply = say("A", now=start + dt.timedelta(hours=25))
+    assert reply.messages[0].code == "session.expired"

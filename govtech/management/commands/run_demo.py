@@ -83,6 +83,9 @@ class Command(BaseCommand):
     # ------------------------------------------------------------------
 
     def _prepare(self) -> None:
+        # WhiteNoise serves the demo's static files from the apps (finders) but
+        # still warns when STATIC_ROOT is missing.
+        Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
         self.stdout.write(self.style.MIGRATE_HEADING("Migrating the demo database (existing data is kept)…"))
         call_command("migrate", interactive=False, verbosity=1, stdout=self.stdout)
         if "load_demo" in get_commands():
