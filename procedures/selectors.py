@@ -39,36 +39,48 @@ def catalog_build(*, pinned_version_ids=(), extra_specs: list[ProcedureSpec] = (
     """
     versions: dict[int, ProcedureSpec] = {}
     current: dict[int, int] = {}
-    open_procedures = Procedure.objects.filter(is_open=True, current_version__isnull=False).select_related(
-        "current_version"
+    open_rows = Procedure.objects.filter(is_open=True, current_version__isnull=False).order_by().values_list(
+        "pk", "current_version_id", "current_version__published_at"
     )
-    for procedure in open_procedures:
-        version = procedure.current_version
-        versions[version.pk] = _published_spec(version)
-        current[procedure.pk] = version.pk
-    missing = set(pinned_version_ids) - set(versions)
+    wanted: dict[int, object] = {}
+    for procedure_id, version_id, published_at in open_rows:
+        current[procedure_id] = version_id
+        wanted[version_id] = published_at
+    missing = set(pinned_version_ids) - set(wanted)
     if missing:
         pinned = ProcedureVersion.objects.filter(
             pk__in=missing, status=ProcedureVersion.Status.PUBLISHED, procedure__is_open=True
-        )
-        for version in pinned:
-            versions[version.pk] = _published_spec(version)
+        ).order_by()
+        wanted.update(pinned.values_list("pk", "published_at"))
+    versions.update(_published_specs(wanted))
     for spec in extra_specs:
         versions[spec.version_id] = spec
         current[spec.procedure_id] = spec.version_id
     return Catalog(versions=versions, current=current, idle_timeout=timedelta(hours=settings.SESSION_IDLE_HOURS))
 
 
-_spec_cache: dict[int, ProcedureSpec] = {}
+# Published specs never change, so each is parsed once per process. The key includes the
+# publish time so that a reused id (a restored or re-created database) never hits a stale entry.
+_spec_cache: dict[tuple, ProcedureSpec] = {}
 
 
-def _published_spec(version: ProcedureVersion) -> ProcedureSpec:
-    # Published specs never change, so parsing each one once per process is safe.
-    spec = _spec_cache.get(version.pk)
-    if spec is None:
-        spec = parse_spec(version.spec)
-        _spec_cache[version.pk] = spec
-    return spec
+def _published_specs(wanted: dict) -> dict[int, ProcedureSpec]:
+    """Specs for {version id: published_at}, reading the JSON only for versions not parsed yet."""
+    found = {}
+    uncached = []
+    for version_id, published_at in wanted.items():
+        spec = _spec_cache.get((version_id, published_at))
+        if spec is None:
+            uncached.append(version_id)
+        else:
+            found[version_id] = spec
+    if uncached:
+        rows = ProcedureVersion.objects.filter(pk__in=uncached).order_by().values_list("pk", "published_at", "spec")
+        for version_id, published_at, data in rows:
+            spec = parse_spec(data)
+            _spec_cache[(version_id, published_at)] = spec
+            found[version_id] = spec
+    return found
 
 
 def application_list(*, include_tests: bool = False) -> QuerySet[Application]:

@@ -277,7 +277,7 @@ def application_submit(
     if existing is not None:
         return existing
     now = now or timezone.now()
-    version = ProcedureVersion.objects.select_related("procedure").get(pk=submit.version_id)
+    version = ProcedureVersion.objects.select_related("procedure").defer("spec").get(pk=submit.version_id)
     procedure = version.procedure
     receipt_number = _receipt_number_next(procedure=procedure, year=timezone.localtime(now).year, is_test=is_test)
     try:
@@ -330,8 +330,7 @@ def conversation_handle(
 ) -> ConversationReply:
     """Run one resident input through the engine and apply its effects in one transaction."""
     now = now or timezone.now()
-    ConversationSession.objects.get_or_create(line_user_id=line_user_id)
-    session = ConversationSession.objects.select_for_update().get(line_user_id=line_user_id)
+    session = _conversation_lock(line_user_id)
     pinned = []
     current = (session.state or {}).get("session") or {}
     if isinstance(current.get("version_id"), int):
@@ -350,6 +349,16 @@ def conversation_handle(
     session.state = result.state
     session.save(update_fields=["state", "updated_at"])
     return ConversationReply(messages=messages, applications=tuple(applications))
+
+
+def _conversation_lock(line_user_id: str) -> ConversationSession:
+    """The resident's session row, locked until the transaction ends (created on first contact)."""
+    locked = ConversationSession.objects.select_for_update()
+    session = locked.filter(line_user_id=line_user_id).first()
+    if session is None:
+        ConversationSession.objects.get_or_create(line_user_id=line_user_id)
+        session = locked.get(line_user_id=line_user_id)
+    return session
 
 
 def _with_receipt_numbers(messages, applications):

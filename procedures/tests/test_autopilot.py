@@ -169,17 +169,11 @@ def test_autopilot_gives_up_loudly_rather_than_loop():
 @pytest.mark.django_db
 def test_autopilot_completes_bulky_garbage_through_the_database():
     """The benchmark's database driver: messages only (as a channel sees them), one application."""
-    from procedures import selectors
     from procedures.demo import load_demo
     from procedures.models import Application, ConversationSession
     from procedures.selectors import catalog_build
     from procedures.services import conversation_handle
 
-    # The parsed-spec cache is keyed by version id alone, and ids come back after a rolled-back
-    # test on SQLite: without this, a spec cached by an earlier test could stand in for the demo.
-    cache = getattr(selectors, "_spec_cache", None)
-    if isinstance(cache, dict):
-        cache.clear()
     procedure = {result.receipt_prefix: result.procedure for result in load_demo()}["SODAI"]
     spec = catalog_build().current_spec(procedure.pk)
     clock = NOW

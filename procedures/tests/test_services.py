@@ -235,3 +235,26 @@ def test_idle_session_expires_with_a_clear_message():
     say("テスト", now=start)
     reply = say("A", now=start + dt.timedelta(hours=25))
     assert reply.messages[0].code == "session.expired"
+
+
+def test_catalog_never_serves_a_cached_spec_for_a_reused_version_id():
+    from procedures.selectors import catalog_build
+
+    version = publish(make_procedure())
+    assert catalog_build().versions[version.pk].name == "テスト手続き"
+    # Same id, published again with other content (as after a database restore).
+    changed = {**version.spec, "name": "別の手続き"}
+    ProcedureVersion.objects.filter(pk=version.pk).update(
+        spec=changed, published_at=version.published_at + dt.timedelta(seconds=1)
+    )
+    assert catalog_build().versions[version.pk].name == "別の手続き"
+
+
+def test_catalog_reads_spec_json_only_for_versions_not_parsed_yet():
+    from procedures.selectors import catalog_build
+
+    publish(make_procedure())
+    catalog_build()
+    with CaptureQueriesContext(connection) as queries:
+        catalog_build()
+    assert len(queries) == 1 and '"spec"' not in queries[0]["sql"]
