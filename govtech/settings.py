@@ -179,11 +179,17 @@ CACHES = (
 # Conversations: how long an idle session lives before it expires.
 SESSION_IDLE_HOURS = env_int("GOVTECH_SESSION_IDLE_HOURS", 24, minimum=1)
 
-# LINE Messaging API (used by messaging/line/; the next issue wires it up).
+# LINE Messaging API (messaging/line/).
 LINE_CHANNEL_SECRET = env_str("LINE_CHANNEL_SECRET")
 LINE_CHANNEL_ACCESS_TOKEN = env_str("LINE_CHANNEL_ACCESS_TOKEN")
 LINE_API_BASE_URL = env_str("LINE_API_BASE_URL", "https://api.line.me")
 LINE_API_DATA_BASE_URL = env_str("LINE_API_DATA_BASE_URL", "https://api-data.line.me")
+LINE_API_TIMEOUT_SECONDS = env_int("LINE_API_TIMEOUT_SECONDS", 10, minimum=1)
+# LINE asks for a reply within a minute of the event; stay on the safe side of it.
+LINE_REPLY_TOKEN_TTL_SECONDS = env_int("LINE_REPLY_TOKEN_TTL_SECONDS", 50, minimum=1)
+LINE_IMAGE_MAX_BYTES = env_int("LINE_IMAGE_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
+LINE_WEBHOOK_MAX_BYTES = env_int("LINE_WEBHOOK_MAX_BYTES", 1024 * 1024, minimum=1024)
+SIMULATOR_UPLOAD_MAX_BYTES = env_int("SIMULATOR_UPLOAD_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 
 REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],

@@ -14,4 +14,5 @@ urlpatterns = [
     path("healthz", health, name="healthz"),
     path("admin/", admin.site.urls),
     path("procedures/", include("procedures.urls")),
+    path("line/", include("messaging.urls")),
 ]

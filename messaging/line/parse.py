@@ -1,0 +1,248 @@
+"""LINE webhook events -> what the channel does with them (engine Events, follow, unfollow, ignore).
+
+Pure functions over the JSON LINE sends (webhook.yml of LINE's OpenAPI specs); no Django models,
+no I/O. The webhook view uses `callback_problems` and `inbox_fields`; the inbox worker uses
+`parse_event` and, once an event is processed, `redact` (the inbox keeps no resident input).
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from messaging.line import postback
+from procedures.engine.types import Event
+
+MAX_TEXT_LENGTH = 5000  # LINE text messages hold at most 5000 characters
+MAX_EVENT_ID_LENGTH = 64
+MAX_USER_ID_LENGTH = 64
+_LOCATION_TEXT_MAX = {"address": 500, "title": 200}
+# What the engine is told about media that is never an acceptable image.
+MEDIA_TYPES = {"video": "video/mp4", "audio": "audio/m4a"}
+REJECTED_REF_PREFIX = "rejected:"
+
+# Parsed.action values
+ENGINE = "engine"  # pass `event` to the conversation engine
+CONTENT = "content"  # fetch the message content first, then an image Event
+FOLLOW = "follow"
+UNFOLLOW = "unfollow"
+IGNORE = "ignore"  # mark ignored with `reason`; nothing else happens
+
+
+@dataclass(frozen=True)
+class Parsed:
+    action: str
+    event: Event | None = None
+    reason: str = ""
+    reply_token: str = ""
+    message_id: str = ""
+    declared_type: str = ""  # CONTENT: the type known before fetching (from a file name)
+    declared_size: int | None = None  # CONTENT: the size LINE declared (file messages)
+    is_unblocked: bool = False
+
+
+# --------------------------------------------------------------------------
+# The request body (checked by the webhook view before anything is stored)
+# --------------------------------------------------------------------------
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _event_problems(index: int, event: Any) -> list[str]:
+    where = f"events[{index}]"
+    if not isinstance(event, dict):
+        return [f"{where} is not an object"]
+    problems = []
+    if not isinstance(event.get("type"), str) or not event["type"]:
+        problems.append(f"{where}.type is missing")
+    if not _is_int(event.get("timestamp")) or event["timestamp"] < 0:
+        problems.append(f"{where}.timestamp is not a non-negative integer")
+    event_id = event.get("webhookEventId")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_EVENT_ID_LENGTH:
+        problems.append(f"{where}.webhookEventId is missing or too long")
+    if "mode" in event and not isinstance(event["mode"], str):
+        problems.append(f"{where}.mode is not a string")
+    source = event.get("source")
+    if source is not None:
+        if not isinstance(source, dict) or not isinstance(source.get("type"), str):
+            problems.append(f"{where}.source is malformed")
+        elif "userId" in source and (
+            not isinstance(source["userId"], str) or not 0 < len(source["userId"]) <= MAX_USER_ID_LENGTH
+        ):
+            problems.append(f"{where}.source.userId is malformed")
+    if "replyToken" in event and not isinstance(event["replyToken"], str):
+        problems.append(f"{where}.replyToken is not a string")
+    if event.get("type") == "message":
+        message = event.get("message")
+        if (
+            not isinstance(message, dict)
+            or not isinstance(message.get("id"), str)
+            or not isinstance(message.get("type"), str)
+        ):
+            problems.append(f"{where}.message is malformed")
+    if event.get("type") == "postback":
+        data = event.get("postback")
+        if not isinstance(data, dict) or not isinstance(data.get("data"), str):
+            problems.append(f"{where}.postback is malformed")
+        elif "params" in data and not isinstance(data["params"], dict):
+            problems.append(f"{where}.postback.params is malformed")
+    return problems
+
+
+def callback_problems(payload: Any) -> list[str]:
+    """Why a webhook body is not a LINE callback request (empty when it is one).
+
+    Event types unknown today are accepted (they are stored and ignored), so LINE can add new ones.
+    """
+    if not isinstance(payload, dict):
+        return ["the body is not a JSON object"]
+    problems = []
+    if not isinstance(payload.get("destination"), str):
+        problems.append("destination is missing")
+    events = payload.get("events")
+    if not isinstance(events, list):
+        return [*problems, "events is not a list"]
+    for index, event in enumerate(events):
+        problems += _event_problems(index, event)
+    return problems
+
+
+def line_time(milliseconds: int) -> datetime:
+    return datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
+
+
+def source_user_id(event: dict) -> str:
+    source = event.get("source")
+    user_id = source.get("userId") if isinstance(source, dict) else None
+    return user_id if isinstance(user_id, str) else ""
+
+
+def inbox_fields(event: dict) -> dict:
+    """The columns of an InboxEvent row for one (checked) webhook event."""
+    source = event.get("source") if isinstance(event.get("source"), dict) else {}
+    message = event.get("message") if isinstance(event.get("message"), dict) else {}
+    delivery = event.get("deliveryContext") if isinstance(event.get("deliveryContext"), dict) else {}
+    return {
+        "webhook_event_id": event["webhookEventId"],
+        "line_user_id": source_user_id(event),
+        "source_type": str(source.get("type") or "")[:20],
+        "event_type": event["type"][:40],
+        "message_type": str(message.get("type") or "")[:20],
+        "line_timestamp": line_time(event["timestamp"]),
+        "is_redelivery": delivery.get("isRedelivery") is True,
+    }
+
+
+# --------------------------------------------------------------------------
+# One event -> what to do
+# --------------------------------------------------------------------------
+
+
+def _number(value: Any, limit: float) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if -limit <= value <= limit else None
+
+
+def _location(message: dict) -> Event:
+    data: dict[str, Any] = {
+        "latitude": _number(message.get("latitude"), 90),
+        "longitude": _number(message.get("longitude"), 180),
+    }
+    for field, limit in _LOCATION_TEXT_MAX.items():
+        value = message.get(field)
+        data[field] = value[:limit] if isinstance(value, str) else ""
+    return Event(type="location", data=data)
+
+
+def _rejected_media(message_id: str, content_type: str, size: int = 0) -> Event:
+    """An image event the engine refuses with the real reason (wrong type or too large)."""
+    return Event(
+        type="image",
+        data={"ref": f"{REJECTED_REF_PREFIX}{message_id}", "content_type": content_type, "size": max(size, 0)},
+    )
+
+
+def _message(event: dict, reply_token: str) -> Parsed:
+    message = event["message"]
+    kind, message_id = message.get("type"), str(message.get("id"))
+    if kind == "text":
+        text = message.get("text")
+        text = text[:MAX_TEXT_LENGTH] if isinstance(text, str) else ""
+        return Parsed(ENGINE, Event(type="text", text=text), reply_token=reply_token)
+    if kind == "image":
+        provider = message.get("contentProvider")
+        if isinstance(provider, dict) and provider.get("type") not in (None, "line"):
+            # An image hosted elsewhere: never fetched (the URL is the sender's choice).
+            return Parsed(ENGINE, _rejected_media(message_id, "application/octet-stream"), reply_token=reply_token)
+        return Parsed(CONTENT, reply_token=reply_token, message_id=message_id)
+    if kind == "file":
+        name = message.get("fileName") if isinstance(message.get("fileName"), str) else ""
+        size = message.get("fileSize") if _is_int(message.get("fileSize")) else None
+        guessed = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return Parsed(
+            CONTENT, reply_token=reply_token, message_id=message_id, declared_type=guessed, declared_size=size
+        )
+    if kind in MEDIA_TYPES:
+        return Parsed(ENGINE, _rejected_media(message_id, MEDIA_TYPES[kind]), reply_token=reply_token)
+    if kind == "location":
+        return Parsed(ENGINE, _location(message), reply_token=reply_token)
+    if kind == "sticker":
+        return Parsed(ENGINE, Event(type="sticker"), reply_token=reply_token)
+    return Parsed(IGNORE, reason=f"unsupported message type: {str(kind)[:40]}")
+
+
+def parse_event(event: dict) -> Parsed:
+    """What to do with one stored webhook event. Never raises on odd input."""
+    if not isinstance(event, dict):
+        return Parsed(IGNORE, reason="not an event object")
+    event_type = event.get("type")
+    if event.get("mode", "active") != "active":
+        return Parsed(IGNORE, reason="standby mode (another channel has the chat)")
+    source = event.get("source") if isinstance(event.get("source"), dict) else {}
+    if source.get("type") != "user":
+        return Parsed(IGNORE, reason=f"not a one-to-one chat (source: {str(source.get('type'))[:20]})")
+    if not source_user_id(event):
+        return Parsed(IGNORE, reason="no user id")
+    reply_token = event.get("replyToken") if isinstance(event.get("replyToken"), str) else ""
+    if event_type == "follow":
+        follow = event.get("follow") if isinstance(event.get("follow"), dict) else {}
+        return Parsed(FOLLOW, reply_token=reply_token, is_unblocked=follow.get("isUnblocked") is True)
+    if event_type == "unfollow":
+        return Parsed(UNFOLLOW)
+    if event_type == "message" and isinstance(event.get("message"), dict):
+        return _message(event, reply_token)
+    if event_type == "postback" and isinstance(event.get("postback"), dict):
+        data = event["postback"]
+        try:
+            engine_event = postback.decode(data.get("data"), data.get("params"))
+        except postback.InvalidPostback:
+            return Parsed(IGNORE, reason="postback refused: not signed by this channel")
+        return Parsed(ENGINE, engine_event, reply_token=reply_token)
+    return Parsed(IGNORE, reason=f"unsupported event type: {str(event_type)[:40]}")
+
+
+# --------------------------------------------------------------------------
+# Redaction: what the inbox keeps once an event is processed
+# --------------------------------------------------------------------------
+
+_KEPT_EVENT_FIELDS = ("type", "mode", "timestamp", "source", "webhookEventId", "deliveryContext", "follow")
+
+
+def redact(event: Any) -> dict:
+    """The event without anything the resident typed, picked or sent (ids and types stay)."""
+    if not isinstance(event, dict):
+        return {"redacted": True}
+    kept = {key: event[key] for key in _KEPT_EVENT_FIELDS if key in event}
+    message = event.get("message")
+    if isinstance(message, dict):
+        kept["message"] = {key: message[key] for key in ("id", "type") if key in message}
+    if "postback" in event:
+        kept["postback"] = {}
+    kept["redacted"] = True
+    return kept

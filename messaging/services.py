@@ -1,0 +1,587 @@
+"""Writes for the LINE channel: webhook inbox, ordered inbox workers, outbox sender, sweep.
+
+    webhook --inbox_store--> InboxEvent (pending) --on commit--> process_user_inbox task
+    inbox_process_user: claim the resident (LineUser row, FOR UPDATE SKIP LOCKED), then per event,
+        in ONE transaction: parse, run the engine (procedures.services.conversation_handle),
+        write OutboxMessage rows, mark the event done --on commit--> send_outbox task
+    outbox_send: claim due rows (FOR UPDATE SKIP LOCKED, in order per resident), reply while the
+        token is fresh (at most once), otherwise push with the row's retry key.
+    inbox_sweep (every minute): wakes what a lost wake-up left behind.
+
+Logs carry ids and statuses only, never what a resident sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import json
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from messaging import selectors
+from messaging.line import parse, render
+from messaging.line.client import LineClient, SendResult
+from messaging.models import InboxEvent, LineChannelSettings, LineFollowEvent, LineUser, OutboxMessage
+from procedures.engine.types import Event
+from procedures.models import ConversationSession
+from procedures.services import conversation_handle
+from procedures.spec import IMAGE_TYPES
+from residents.models import Resident
+
+logger = logging.getLogger(__name__)
+
+INBOX_MAX_ATTEMPTS = 5
+INBOX_EVENTS_PER_RUN = 50
+SWEEP_GRACE = timedelta(seconds=30)  # a fresh event's own wake-up is probably on its way
+IMAGE_DIRECTORY = "line/images"
+OUTBOX_MAX_ATTEMPTS = 10
+OUTBOX_LEASE = timedelta(minutes=5)  # > one batch of calls, each bounded by the client time-out
+OUTBOX_BACKOFF_MAX_SECONDS = 600
+RETRY_KEY_WINDOW = timedelta(hours=23)  # LINE honours a retry key for 24 hours
+_PIL_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
+
+
+def _delay(func, *args) -> None:
+    async_task(func, *args)
+
+
+def wake_inbox_worker(line_user_id: str) -> None:
+    _delay("messaging.tasks.process_user_inbox", line_user_id)
+
+
+def wake_sender(ids: list[int] | None = None) -> None:
+    _delay("messaging.tasks.send_outbox", ids)
+
+
+# --------------------------------------------------------------------------
+# Webhook
+# --------------------------------------------------------------------------
+
+
+def signature_is_valid(*, body: bytes, signature: str | None, channel_secret: str) -> bool:
+    """LINE's X-Line-Signature: base64(HMAC-SHA256(channel secret, raw body)), compared in constant time."""
+    if not signature or not channel_secret:
+        return False
+    try:
+        given = signature.strip().encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    digest = hmac.new(channel_secret.encode("utf-8"), body, hashlib.sha256).digest()
+    return hmac.compare_digest(base64.b64encode(digest), given)
+
+
+def inbox_store(*, events: list[dict]) -> set[str]:
+    """Store every event of one webhook request in one transaction; a redelivered event is a no-op.
+
+    The events must have passed `parse.callback_problems`. Workers are woken after the commit;
+    returns the users whose events were handed to them.
+    """
+    now = timezone.now()
+    rows = []
+    for event in events:
+        row = InboxEvent(payload=event, **parse.inbox_fields(event))
+        if not row.line_user_id:
+            # Nobody to answer and no conversation to continue (e.g. some group or room events).
+            row.status, row.ignored_reason = InboxEvent.Status.IGNORED, "no user id"
+            row.payload, row.processed_at = parse.redact(event), now
+        rows.append(row)
+    users = {row.line_user_id for row in rows if row.status == InboxEvent.Status.PENDING}
+    with transaction.atomic():
+        InboxEvent.objects.bulk_create(rows, ignore_conflicts=True)
+        for line_user_id in sorted(users):
+            transaction.on_commit(lambda user=line_user_id: wake_inbox_worker(user), robust=True)
+    logger.info("webhook: %d event(s) received for %d user(s)", len(rows), len(users))
+    return users
+
+
+# --------------------------------------------------------------------------
+# Inbox worker
+# --------------------------------------------------------------------------
+
+
+class ContentUnavailable(Exception):
+    """LINE could not hand over a message's content right now (retry later)."""
+
+
+@dataclass
+class InboxRun:
+    processed: int = 0  # done or ignored
+    failed: int = 0  # attempts that failed (retried later, or parked)
+    parked: int = 0
+    busy: bool = False  # another worker holds this resident
+    outcomes: list[str] = field(default_factory=list)
+
+
+def inbox_process_user(
+    *, line_user_id: str, max_events: int = INBOX_EVENTS_PER_RUN, budget_seconds: float = 60
+) -> InboxRun:
+    """Process one resident's pending events, oldest first, one transaction per event.
+
+    Holds the resident's LineUser row (FOR UPDATE SKIP LOCKED) while an event is processed, so
+    two workers never process one resident at once; a worker that finds it held stops. An event
+    that fails stays pending (attempts + 1) and stops the run, so later events wait for it; after
+    INBOX_MAX_ATTEMPTS it is parked as failed and the later events go on.
+    """
+    run = InboxRun()
+    if not line_user_id:
+        return run
+    LineUser.objects.get_or_create(line_user_id=line_user_id)
+    deadline = time.monotonic() + budget_seconds
+    for _ in range(max_events):
+        if time.monotonic() > deadline:
+            wake_inbox_worker(line_user_id)  # the rest in a fresh task, well inside the task time-out
+            break
+        outcome = _inbox_process_next(line_user_id)
+        run.outcomes.append(outcome)
+        if outcome == "busy":
+            run.busy = True
+            break
+        if outcome == "empty":
+            break
+        if outcome == "retry":
+            run.failed += 1
+            break
+        if outcome == "parked":
+            run.failed += 1
+            run.parked += 1
+            continue
+        run.processed += 1
+    else:
+        # More than one run's worth: continue in a fresh task rather than hog this worker.
+        wake_inbox_worker(line_user_id)
+    return run
+
+
+def _inbox_process_next(line_user_id: str) -> str:
+    with transaction.atomic():
+        user = LineUser.objects.select_for_update(skip_locked=True).filter(line_user_id=line_user_id).first()
+        if user is None:
+            return "busy"
+        event = selectors.inbox_next_pending(line_user_id=line_user_id).select_for_update().first()
+        if event is None:
+            return "empty"
+        stored: list[str] = []
+        try:
+            with transaction.atomic():
+                outcome, outbox_ids = _inbox_handle(event, user, stored)
+        except Exception as error:
+            for name in stored:
+                _delete_file(name)
+            return _inbox_failed(event, error)
+        if outbox_ids:
+            transaction.on_commit(lambda: wake_sender(outbox_ids), robust=True)
+        logger.info("inbox event %s (%s) %s", event.pk, event.event_type, outcome)
+        return outcome
+
+
+def _inbox_failed(event: InboxEvent, error: Exception) -> str:
+    event.refresh_from_db()  # forget whatever the failed attempt changed in memory
+    event.attempts += 1
+    event.last_error = f"{type(error).__name__}: {error}"[:2000]
+    parked = event.attempts >= INBOX_MAX_ATTEMPTS
+    if parked:
+        event.status = InboxEvent.Status.FAILED
+        event.processed_at = timezone.now()
+    event.save(update_fields=["attempts", "last_error", "status", "processed_at"])
+    if parked:
+        logger.error("inbox event %s parked after %d attempts (%s)", event.pk, event.attempts, type(error).__name__)
+        return "parked"
+    logger.warning("inbox event %s failed (attempt %d, %s)", event.pk, event.attempts, type(error).__name__)
+    return "retry"
+
+
+def _inbox_finish(event: InboxEvent, status: str, reason: str = "") -> None:
+    event.status = status
+    event.ignored_reason = reason[:200]
+    event.attempts += 1
+    event.processed_at = timezone.now()
+    event.payload = parse.redact(event.payload)  # the inbox keeps no resident input
+    event.save(update_fields=["status", "ignored_reason", "attempts", "processed_at", "payload"])
+
+
+def _resident_for(user: LineUser, *, follow: bool = False) -> Resident:
+    if follow:
+        resident, _created = Resident.objects.update_or_create(
+            line_user_id=user.line_user_id, defaults={"is_simulated": False}
+        )
+    else:
+        resident, _created = Resident.objects.get_or_create(line_user_id=user.line_user_id)
+    if user.resident_id != resident.pk:
+        user.resident = resident
+        user.save(update_fields=["resident", "updated_at"])
+    return resident
+
+
+def _inbox_handle(event: InboxEvent, user: LineUser, stored: list[str]) -> tuple[str, list[int]]:
+    parsed = parse.parse_event(event.payload)
+    if parsed.action == parse.IGNORE:
+        _inbox_finish(event, InboxEvent.Status.IGNORED, parsed.reason)
+        return "ignored", []
+    if parsed.action == parse.FOLLOW:
+        _resident_for(user, follow=True)
+        _follow_record(user, event, follow=True, is_unblocked=parsed.is_unblocked)
+        messages = render.plain_text(LineChannelSettings.load().greeting_text)
+    elif parsed.action == parse.UNFOLLOW:
+        _resident_for(user)
+        _follow_record(user, event, follow=False)
+        messages = []
+    else:
+        resident = _resident_for(user)
+        engine_event = parsed.event
+        if parsed.action == parse.CONTENT:
+            engine_event = _image_event(parsed, stored)
+        reply = conversation_handle(line_user_id=user.line_user_id, event=engine_event, resident=resident)
+        if stored and not _image_kept(user.line_user_id, stored[-1], reply):
+            name = stored[-1]
+            transaction.on_commit(lambda: _delete_file(name), robust=True)
+        messages = render.render_all(reply.messages)
+    outbox_ids = _outbox_write(user.line_user_id, event, parsed.reply_token, messages)
+    _inbox_finish(event, InboxEvent.Status.DONE)
+    return "done", outbox_ids
+
+
+def _follow_record(user: LineUser, event: InboxEvent, *, follow: bool, is_unblocked: bool = False) -> None:
+    if follow:
+        user.is_following, user.followed_at = True, event.line_timestamp
+    else:
+        user.is_following, user.blocked_at = False, event.line_timestamp
+    user.save(update_fields=["is_following", "followed_at", "blocked_at", "updated_at"])
+    LineFollowEvent.objects.create(
+        line_user=user,
+        kind=LineFollowEvent.Kind.FOLLOW if follow else LineFollowEvent.Kind.UNFOLLOW,
+        is_unblocked=is_unblocked,
+        occurred_at=event.line_timestamp,
+        webhook_event_id=event.webhook_event_id,
+    )
+
+
+# -- images ----------------------------------------------------------------
+
+
+def _sniff(data: bytes) -> str | None:
+    """The real type of image bytes (Pillow), or None when they are not a readable image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image_format = image.format or ""
+            image.verify()
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
+        return None
+    return _PIL_TYPES.get(image_format, f"image/{image_format.lower()}" if image_format else None)
+
+
+def _sniff_prefix(data: bytes) -> str | None:
+    """The type announced by the first bytes (for content too large to verify)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return _PIL_TYPES.get(image.format or "", f"image/{(image.format or '').lower()}")
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
+        return None
+
+
+def _image_event(parsed: parse.Parsed, stored: list[str]) -> Event:
+    """Fetch the content from LINE's data host, check it, store it; an image Event either way.
+
+    A file that is not a JPEG/PNG image, or is too large, becomes an image Event with its real
+    type and size (not stored), so the engine asks again and says why.
+    """
+    max_bytes = settings.LINE_IMAGE_MAX_BYTES
+    rejected = f"{parse.REJECTED_REF_PREFIX}{parsed.message_id}"
+    if parsed.declared_size is not None and parsed.declared_size > max_bytes:
+        return Event(
+            type="image",
+            data={
+                "ref": rejected,
+                "content_type": parsed.declared_type or "application/octet-stream",
+                "size": parsed.declared_size,
+            },
+        )
+    with LineClient() as line:
+        content = line.message_content(parsed.message_id)
+    result = content.result
+    if not result.ok:
+        if result.status is not None and 400 <= result.status < 500 and result.status != 429:
+            # The content is gone (LINE keeps it for a limited time): ask for the image again.
+            return Event(type="image", data={"ref": "", "content_type": "", "size": 0})
+        raise ContentUnavailable(f"content of message {parsed.message_id}: {result.status or 'no answer'}")
+    data, size = content.data, len(content.data)
+    if size > max_bytes:
+        kind = _sniff_prefix(data[:65536]) or content.content_type or "application/octet-stream"
+        return Event(type="image", data={"ref": rejected, "content_type": kind, "size": size})
+    kind = _sniff(data)
+    if kind not in IMAGE_TYPES:
+        kind = kind or parsed.declared_type or "application/octet-stream"
+        if kind in IMAGE_TYPES:  # the name said JPEG/PNG but the bytes are not a readable image
+            kind = "application/octet-stream"
+        return Event(type="image", data={"ref": rejected, "content_type": kind, "size": size})
+    extension = "jpg" if kind == "image/jpeg" else "png"
+    today = timezone.localdate()
+    name = default_storage.save(f"{IMAGE_DIRECTORY}/{today:%Y/%m}/{uuid.uuid4().hex}.{extension}", ContentFile(data))
+    stored.append(name)
+    return Event(type="image", data={"ref": name, "content_type": kind, "size": size})
+
+
+def _image_kept(line_user_id: str, ref: str, reply) -> bool:
+    """Whether the engine kept the stored image as an answer (else the file is deleted)."""
+    state = ConversationSession.objects.filter(line_user_id=line_user_id).values_list("state", flat=True).first()
+    answers = [application.answers for application in reply.applications]
+    return ref in json.dumps([state, answers], ensure_ascii=False, default=str)
+
+
+def _delete_file(name: str) -> None:
+    try:
+        default_storage.delete(name)
+    except Exception:
+        logger.exception("could not delete the stored image %s", name)
+
+
+# -- outbox rows -----------------------------------------------------------
+
+
+def _outbox_write(line_user_id: str, event: InboxEvent | None, reply_token: str, messages: list[dict]) -> list[int]:
+    """Outbox rows for `messages`, at most 5 per row, in order: the first by reply when possible."""
+    now = timezone.now()
+    ttl = timedelta(seconds=settings.LINE_REPLY_TOKEN_TTL_SECONDS)
+    expires = event.line_timestamp + ttl if event is not None else None
+    ids = []
+    for index, group in enumerate(render.chunks(messages)):
+        reply = index == 0 and bool(reply_token) and expires is not None and expires > now
+        row = OutboxMessage.objects.create(
+            line_user_id=line_user_id,
+            inbox_event=event,
+            kind=OutboxMessage.Kind.REPLY if reply else OutboxMessage.Kind.PUSH,
+            reply_token=reply_token if reply else "",
+            reply_token_expires_at=expires if reply else None,
+            payload=group,
+            next_attempt_at=now,
+        )
+        ids.append(row.pk)
+    return ids
+
+
+def outbox_push_create(*, line_user_id: str, messages: list[dict]) -> list[int]:
+    """Queue LINE messages to one resident by push (rows written in the caller's transaction)."""
+    ids = _outbox_write(line_user_id, None, "", messages)
+    if ids:
+        transaction.on_commit(lambda: wake_sender(ids), robust=True)
+    return ids
+
+
+# --------------------------------------------------------------------------
+# Outbox sender
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class SendRun:
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+
+
+def _backoff(attempts: int, base_seconds: float) -> timedelta:
+    """Exponential back-off with jitter (LINE sends no Retry-After)."""
+    delay = min(OUTBOX_BACKOFF_MAX_SECONDS, base_seconds * 2 ** max(attempts - 1, 0))
+    return timedelta(seconds=delay * random.uniform(0.5, 1.5))
+
+
+def outbox_send(*, ids: list[int] | None = None, now=None, batch_size: int = 5, budget_seconds: float = 60) -> SendRun:
+    """Send what is due: all residents, or (with `ids`) the residents those rows belong to.
+
+    Rows of one resident go strictly in order: a row waits while an earlier one is unsent.
+    Small batches and a time budget keep a run well inside the task time-out (and the claim
+    lease): what is left is sent by the next run or the sweep.
+    """
+    clock = (lambda: now) if now is not None else timezone.now
+    deadline = time.monotonic() + budget_seconds
+    run = SendRun()
+    users = None
+    if ids is not None:
+        users = set(OutboxMessage.objects.filter(pk__in=list(ids)).values_list("line_user_id", flat=True))
+        if not users:
+            return run
+    with LineClient() as line:
+        while time.monotonic() < deadline:
+            claimed = _outbox_claim(users, clock(), batch_size)
+            if not claimed:
+                break
+            for row, mode in claimed:
+                outcome = _outbox_deliver(line, row, mode, clock())
+                setattr(run, outcome, getattr(run, outcome) + 1)
+    return run
+
+
+def _reply_possible(row: OutboxMessage, now) -> bool:
+    return (
+        row.kind == OutboxMessage.Kind.REPLY
+        and bool(row.reply_token)
+        and row.reply_attempted_at is None  # a reply is attempted at most once
+        and row.reply_token_expires_at is not None
+        and row.reply_token_expires_at > now
+    )
+
+
+def _outbox_claim(users, now, batch_size: int) -> list[tuple[OutboxMessage, str]]:
+    """Mark due rows as being sent (committed before any call to LINE)."""
+    with transaction.atomic():
+        queryset = selectors.outbox_due(now=now).select_for_update(skip_locked=True)
+        if users is not None:
+            queryset = queryset.filter(line_user_id__in=users)
+        rows = list(queryset.order_by("id")[:batch_size])
+        claimed = []
+        for row in rows:
+            mode = OutboxMessage.Kind.REPLY if _reply_possible(row, now) else OutboxMessage.Kind.PUSH
+            row.status = OutboxMessage.Status.SENDING
+            row.claim_token = uuid.uuid4()
+            row.lease_until = now + OUTBOX_LEASE
+            row.attempts += 1
+            if mode == OutboxMessage.Kind.REPLY:
+                # Recorded before the call: whatever happens next, this row is never replied again.
+                row.reply_attempted_at = now
+            row.save(update_fields=["status", "claim_token", "lease_until", "attempts", "reply_attempted_at"])
+            claimed.append((row, mode))
+        return claimed
+
+
+def _settle(row: OutboxMessage, **fields) -> None:
+    updated = OutboxMessage.objects.filter(
+        pk=row.pk, claim_token=row.claim_token, status=OutboxMessage.Status.SENDING
+    ).update(claim_token=None, lease_until=None, **fields)
+    if not updated:
+        logger.warning("outbox %s: the claim was lost before the result was recorded", row.pk)
+
+
+def _sent(row: OutboxMessage, via: str, result: SendResult, now) -> str:
+    request_id = result.accepted_request_id if result.status == 409 else result.request_id
+    _settle(
+        row,
+        status=OutboxMessage.Status.SENT,
+        sent_via=via,
+        sent_at=now,
+        line_request_id=request_id or "",
+        last_error="",
+    )
+    logger.info("outbox %s sent by %s (status %s)", row.pk, via, result.status)
+    return "sent"
+
+
+def _failed(row: OutboxMessage, result: SendResult, now, reason: str = "") -> str:
+    error = reason or f"{result.status or 'no answer'}: {result.error}"
+    _settle(row, status=OutboxMessage.Status.FAILED, last_error=error[:2000], line_request_id=result.request_id or "")
+    logger.error("outbox %s failed for good (status %s)", row.pk, result.status)
+    return "failed"
+
+
+def _retry(row: OutboxMessage, result: SendResult, now) -> str:
+    if row.attempts >= OUTBOX_MAX_ATTEMPTS:
+        return _failed(
+            row,
+            result,
+            now,
+            reason=f"gave up after {row.attempts} attempts: {result.status or 'no answer'}: {result.error}",
+        )
+    base = 10 if result.status == 429 else 5
+    _settle(
+        row,
+        status=OutboxMessage.Status.PENDING,
+        next_attempt_at=now + _backoff(row.attempts, base),
+        last_error=f"{result.status or 'no answer'}: {result.error}"[:2000],
+    )
+    logger.warning("outbox %s will be retried (status %s, attempt %d)", row.pk, result.status, row.attempts)
+    return "retrying"
+
+
+def _retryable(result: SendResult) -> bool:
+    return result.status is None or result.status == 429 or result.status >= 500
+
+
+def _invalid_reply_token(result: SendResult) -> bool:
+    return result.status == 400 and "reply token" in result.error.lower()
+
+
+def _outbox_deliver(line: LineClient, row: OutboxMessage, mode: str, now) -> str:
+    if mode == OutboxMessage.Kind.REPLY:
+        result = line.reply(row.reply_token, row.payload)
+        if result.ok:
+            return _sent(row, OutboxMessage.Kind.REPLY, result, now)
+        if not _invalid_reply_token(result):
+            if _retryable(result):
+                # Maybe delivered, maybe not: never reply again; the next attempt is a push.
+                return _retry(row, result, now)
+            return _failed(row, result, now)
+        # LINE refused the token (expired or used): nothing was sent, push the same messages now.
+    if now - row.retry_key_issued_at > RETRY_KEY_WINDOW:
+        return _failed(row, SendResult(status=None), now, reason="not sent within the retry key's 24 hours")
+    result = line.push(row.line_user_id, row.payload, str(row.retry_key))
+    if result.ok or result.status == 409:  # 409: accepted earlier with this retry key
+        return _sent(row, OutboxMessage.Kind.PUSH, result, now)
+    if _retryable(result):
+        return _retry(row, result, now)
+    return _failed(row, result, now)
+
+
+# --------------------------------------------------------------------------
+# Sweep and staff actions
+# --------------------------------------------------------------------------
+
+
+def inbox_sweep(*, now=None) -> dict:
+    """Wake the workers for what a lost wake-up (or a retry) left waiting."""
+    now = now or timezone.now()
+    users = selectors.inbox_waiting_user_ids(received_before=now - SWEEP_GRACE)
+    for line_user_id in users:
+        wake_inbox_worker(line_user_id)
+    outbox_due = selectors.outbox_due_exists(now=now)
+    if outbox_due:
+        wake_sender(None)
+    return {"users": len(users), "outbox_due": outbox_due}
+
+
+@transaction.atomic
+def inbox_retry(*, ids: list[int]) -> int:
+    """Put parked events back in the queue (staff action); their residents' workers are woken."""
+    events = InboxEvent.objects.select_for_update().filter(pk__in=ids, status=InboxEvent.Status.FAILED)
+    users = set(events.values_list("line_user_id", flat=True))
+    count = events.update(status=InboxEvent.Status.PENDING, attempts=0, processed_at=None)
+    for line_user_id in sorted(users - {""}):
+        transaction.on_commit(lambda user=line_user_id: wake_inbox_worker(user), robust=True)
+    return count
+
+
+@transaction.atomic
+def outbox_retry(*, ids: list[int]) -> int:
+    """Send failed rows again, by push (staff action)."""
+    now = timezone.now()
+    count = 0
+    for row in OutboxMessage.objects.select_for_update().filter(pk__in=ids, status=OutboxMessage.Status.FAILED):
+        row.status = OutboxMessage.Status.PENDING
+        row.kind = OutboxMessage.Kind.PUSH
+        row.attempts = 0
+        row.next_attempt_at = now
+        fields = ["status", "kind", "attempts", "next_attempt_at"]
+        if now - row.retry_key_issued_at > RETRY_KEY_WINDOW:
+            row.retry_key = uuid.uuid4()  # the old key has expired at LINE
+            row.retry_key_issued_at = now
+            fields += ["retry_key", "retry_key_issued_at"]
+        row.save(update_fields=fields)
+        count += 1
+    if count:
+        transaction.on_commit(lambda: wake_sender(list(ids)), robust=True)
+    return count

@@ -1,0 +1,258 @@
+"""The outbox sender: reply while fresh (once), else push with the row's retry key; back off and retry."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from messaging import services
+from messaging.line.client import LineClient
+from messaging.models import InboxEvent, OutboxMessage
+from messaging.tests.test_webhook import (  # noqa: F401 (autouse fixtures)
+    USER,
+    line_channel,
+    text_event,
+    user_id,
+    wakeups,
+)
+
+pytestmark = pytest.mark.django_db
+PUSH = "/v2/bot/message/push"
+REPLY = "/v2/bot/message/reply"
+
+
+def queue(
+    user: str = USER, texts=("受け付けました",), *, reply_token: str = "", expires_in: float = 50
+) -> OutboxMessage:
+    now = timezone.now()
+    return OutboxMessage.objects.create(
+        line_user_id=user,
+        kind="reply" if reply_token else "push",
+        reply_token=reply_token,
+        reply_token_expires_at=now + timedelta(seconds=expires_in) if reply_token else None,
+        payload=[{"type": "text", "text": text} for text in texts],
+        next_attempt_at=now,
+    )
+
+
+def retry_keys(fake_line) -> list[str | None]:
+    return [call.headers.get("x-line-retry-key") for call in fake_line.calls(PUSH)]
+
+
+def test_fresh_reply_token_is_used_once_without_retry_key(fake_line):
+    row = queue(reply_token=fake_line.issue_reply_token(USER))
+    assert services.outbox_send().sent == 1
+    row.refresh_from_db()
+    call = fake_line.last_call(REPLY)
+    assert "x-line-retry-key" not in call.headers
+    assert (row.status, row.sent_via, row.attempts) == ("sent", "reply", 1)
+    assert row.line_request_id == call.request_id and row.reply_attempted_at is not None
+    assert fake_line.messages_sent_to(USER) == [{"type": "text", "text": "受け付けました"}]
+
+
+def test_reply_token_expired_falls_back_to_push_with_retry_key(fake_line):
+    row = queue(reply_token=fake_line.issue_reply_token(USER), expires_in=-1)
+    services.outbox_send()
+    row.refresh_from_db()
+    assert fake_line.calls(REPLY) == []
+    assert retry_keys(fake_line) == [str(row.retry_key)]
+    assert (row.status, row.kind, row.sent_via) == ("sent", "reply", "push")  # what was planned, what was used
+
+
+def test_refused_reply_token_falls_back_to_push(fake_line):
+    row = queue(reply_token="a-token-line-does-not-know")
+    services.outbox_send()
+    row.refresh_from_db()
+    assert [call.status for call in fake_line.calls(REPLY)] == [400]
+    assert retry_keys(fake_line) == [str(row.retry_key)]
+    assert (row.status, row.sent_via) == ("sent", "push")
+    assert fake_line.messages_sent_to(USER) == row.payload
+
+
+def test_reply_is_never_sent_twice(fake_line, settings):
+    settings.LINE_API_TIMEOUT_SECONDS = 0.3
+    row = queue(reply_token=fake_line.issue_reply_token(USER))
+    fake_line.delay_next(1.0, path_prefix=REPLY)  # LINE got the reply, its answer never came
+    assert services.outbox_send().retrying == 1
+    row.refresh_from_db()
+    assert row.status == "pending" and row.reply_attempted_at is not None and "timed out" in row.last_error
+    services.outbox_send(now=row.next_attempt_at + timedelta(seconds=1))
+    row.refresh_from_db()
+    assert len(fake_line.calls(REPLY)) == 1  # never a second reply...
+    assert retry_keys(fake_line) == [str(row.retry_key)]  # ...the retry is a push with the retry key
+    assert (row.status, row.sent_via) == ("sent", "push")
+
+
+def test_429_backs_off_and_retries_with_same_key(fake_line):
+    row = queue()
+    fake_line.fail_next(429, path_prefix=PUSH)
+    before = timezone.now()
+    assert services.outbox_send().retrying == 1
+    row.refresh_from_db()
+    assert (row.status, row.attempts, row.last_error) == ("pending", 1, "429: Too Many Requests")
+    # 10 s, with jitter
+    assert before + timedelta(seconds=4) < row.next_attempt_at < timezone.now() + timedelta(seconds=16)
+    assert services.outbox_send().sent == 0  # not due yet: no call
+    assert len(fake_line.calls(PUSH)) == 1
+    assert services.outbox_send(now=row.next_attempt_at + timedelta(seconds=1)).sent == 1
+    row.refresh_from_db()
+    assert row.status == "sent" and row.attempts == 2
+    assert retry_keys(fake_line) == [str(row.retry_key)] * 2
+
+
+def test_back_off_grows_and_has_jitter():
+    delays = [services._backoff(attempt, 5).total_seconds() for attempt in (1, 2, 3, 4)]
+    assert 2.5 <= delays[0] <= 7.5 and 20 <= delays[3] <= 60
+    assert len({services._backoff(3, 5) for _ in range(20)}) > 1
+    assert services._backoff(50, 5).total_seconds() <= services.OUTBOX_BACKOFF_MAX_SECONDS * 1.5
+
+
+def test_500_retries_then_succeeds(fake_line):
+    row = queue()
+    fake_line.fail_next(500, times=2, path_prefix=PUSH)
+    now = timezone.now()
+    for _ in range(3):
+        services.outbox_send(now=now)
+        now += timedelta(minutes=5)
+    row.refresh_from_db()
+    assert (row.status, row.attempts, row.sent_via) == ("sent", 3, "push")
+    assert [call.status for call in fake_line.calls(PUSH)] == [500, 500, 200]
+    assert retry_keys(fake_line) == [str(row.retry_key)] * 3
+    assert fake_line.messages_sent_to(USER) == row.payload  # delivered once
+
+
+def test_409_counts_as_sent(fake_line):
+    row = queue()
+    # An earlier attempt was accepted by LINE, but its answer was lost.
+    with LineClient() as line:
+        accepted = line.push(USER, row.payload, str(row.retry_key))
+    assert services.outbox_send().sent == 1
+    row.refresh_from_db()
+    assert fake_line.last_call(PUSH).status == 409
+    assert (row.status, row.line_request_id) == ("sent", accepted.request_id)
+    assert len(fake_line.messages_sent_to(USER)) == 1
+
+
+def test_400_is_final_failure_with_lines_message(fake_line):
+    row = queue()
+    fake_line.fail_next(
+        400,
+        path_prefix=PUSH,
+        body={
+            "message": "The request body has 1 error(s)",
+            "details": [{"message": "May not be empty", "property": "messages[0].text"}],
+        },
+    )
+    assert services.outbox_send().failed == 1
+    row.refresh_from_db()
+    assert row.status == "failed"
+    assert row.last_error == "400: The request body has 1 error(s) (messages[0].text: May not be empty)"
+    services.outbox_send(now=timezone.now() + timedelta(hours=1))
+    assert len(fake_line.calls(PUSH)) == 1  # never retried
+
+
+def test_timeout_retries(fake_line, settings):
+    settings.LINE_API_TIMEOUT_SECONDS = 0.3
+    row = queue()
+    fake_line.delay_next(1.0, path_prefix=PUSH)
+    assert services.outbox_send().retrying == 1
+    row.refresh_from_db()
+    assert row.status == "pending" and row.last_error.startswith("no answer: ReadTimeoutError")
+    services.outbox_send(now=row.next_attempt_at + timedelta(seconds=1))
+    row.refresh_from_db()
+    # LINE had accepted the first push: the retry with the same key is a 409, and the resident got it once.
+    assert [call.status for call in fake_line.calls(PUSH)] == [200, 409]
+    assert retry_keys(fake_line) == [str(row.retry_key)] * 2
+    assert row.status == "sent" and len(fake_line.messages_sent_to(USER)) == 1
+
+
+def test_retries_stop_after_the_maximum_number_of_attempts(fake_line):
+    row = queue()
+    fake_line.fail_all(503, path_prefix=PUSH)
+    now = timezone.now()
+    for _ in range(services.OUTBOX_MAX_ATTEMPTS):
+        services.outbox_send(now=now)
+        now += timedelta(hours=1)
+    row.refresh_from_db()
+    assert row.status == "failed" and row.last_error.startswith(
+        f"gave up after {services.OUTBOX_MAX_ATTEMPTS} attempts"
+    )
+
+
+def test_more_than_five_messages_are_split_and_sent_in_order(fake_line):
+    event = InboxEvent.objects.create(
+        webhook_event_id="01JTESTSPLIT",
+        line_user_id=USER,
+        event_type="message",
+        line_timestamp=timezone.now(),
+        payload=text_event(USER, "x"),
+    )
+    messages = [{"type": "text", "text": f"{n}通目"} for n in range(1, 8)]
+    first_id, second_id = services._outbox_write(USER, event, fake_line.issue_reply_token(USER), messages)
+    first, second = OutboxMessage.objects.get(pk=first_id), OutboxMessage.objects.get(pk=second_id)
+    assert (first.kind, len(first.payload), second.kind, len(second.payload)) == ("reply", 5, "push", 2)
+    other = queue(user_id(3), ["ほかの住民へ"])
+
+    fake_line.fail_next(429, path_prefix=REPLY)
+    run = services.outbox_send()
+    # The first row backs off; the second waits for it; another resident is not held up.
+    assert (run.sent, run.retrying) == (1, 1)
+    second.refresh_from_db()
+    other.refresh_from_db()
+    assert second.status == "pending" and second.attempts == 0 and other.status == "sent"
+    services.outbox_send(now=timezone.now() + timedelta(minutes=1))
+    assert [m["text"] for m in fake_line.messages_sent_to(USER)] == [f"{n}通目" for n in range(1, 8)]
+    first.refresh_from_db()
+    assert first.sent_via == "push" and len(fake_line.calls(REPLY)) == 1  # the token was used once
+
+
+def test_a_dead_senders_claim_is_taken_over_after_its_lease(fake_line):
+    row = queue(reply_token=fake_line.issue_reply_token(USER))
+    now = timezone.now()
+    services._outbox_claim(None, now, 10)  # a sender claimed it, then died before calling LINE
+    assert services.outbox_send(now=now).sent == 0
+    assert services.outbox_send(now=now + services.OUTBOX_LEASE + timedelta(seconds=1)).sent == 1
+    row.refresh_from_db()
+    assert (row.status, row.sent_via, row.attempts) == ("sent", "push", 2)  # a claimed reply is never replied again
+
+
+def test_a_retry_key_older_than_a_day_is_not_reused(fake_line):
+    row = queue()
+    OutboxMessage.objects.filter(pk=row.pk).update(retry_key_issued_at=timezone.now() - timedelta(hours=25))
+    assert services.outbox_send().failed == 1
+    row.refresh_from_db()
+    assert row.last_error == "not sent within the retry key's 24 hours"
+    old_key = row.retry_key
+    assert services.outbox_retry(ids=[row.pk]) == 1
+    row.refresh_from_db()
+    assert row.retry_key != old_key and row.status == "pending"
+    services.outbox_send()
+    assert retry_keys(fake_line) == [str(row.retry_key)]
+
+
+def test_sweep_wakes_waiting_residents_and_the_sender(wakeups):  # noqa: F811 (the imported fixture)
+    services.inbox_store(events=[text_event(USER, "届いたまま")])
+    assert services.inbox_sweep() == {"users": 0, "outbox_due": False}  # its own wake-up is on the way
+    later = timezone.now() + services.SWEEP_GRACE + timedelta(seconds=1)
+    queue()
+    assert services.inbox_sweep(now=later) == {"users": 1, "outbox_due": True}
+    assert wakeups[-2:] == [("messaging.tasks.process_user_inbox", USER), ("messaging.tasks.send_outbox", None)]
+
+
+def test_outbox_admin_shows_payload_and_error_and_resends(fake_line, admin_client):
+    row = queue(texts=["受付番号：SODAI-2026-000001"])
+    fake_line.fail_next(400, path_prefix=PUSH, body={"message": "Invalid message"})
+    services.outbox_send()
+    page = admin_client.get(reverse("admin:messaging_outboxmessage_change", args=[row.pk])).content.decode()
+    assert "SODAI-2026-000001" in page and "Invalid message" in page
+    listing = admin_client.get(reverse("admin:messaging_outboxmessage_changelist") + "?status__exact=failed")
+    assert "400: Invalid message" in listing.content.decode()
+    admin_client.post(
+        reverse("admin:messaging_outboxmessage_changelist"), {"action": "retry_messages", "_selected_action": [row.pk]}
+    )
+    services.outbox_send()
+    row.refresh_from_db()
+    assert row.status == "sent" and retry_keys(fake_line) == [str(row.retry_key)] * 2
