@@ -75,7 +75,7 @@ def _staff_json(view):
 
 def upload_max_bytes() -> int:
     """The largest image the simulator accepts at all; a step may allow less (the engine re-asks)."""
-    return max(getattr(settings, "SIMULATOR_UPLOAD_MAX_BYTES", DEFAULT_IMAGE_MAX_BYTES), 1)
+    return settings.SIMULATOR_UPLOAD_MAX_BYTES
 
 
 # --------------------------------------------------------------------------
