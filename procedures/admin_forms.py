@@ -523,6 +523,8 @@ class DateStepForm(StepForm):
         if not self.is_bound:
             dates = self.instance.excluded_dates or []
             self.initial["excluded_dates"] = "\n".join(str(day) for day in dates)
+            # A new step starts from the model's default (every day), not from no day at all.
+            self.initial.setdefault("weekdays", list(self.instance.weekdays or []))
 
     def clean_excluded_dates(self):
         days = set()
