@@ -70,7 +70,8 @@ from procedures.services import (
     version_publish,
     version_restore,
 )
-from procedures.spec import CHOICE_KINDS, FLOW_KINDS
+from procedures.spec import CHOICE_KINDS, FLOW_KINDS, SpecError, parse_spec
+from procedures.texts import answer_text
 
 MASK = "●●●●"
 
@@ -812,49 +813,26 @@ def _shows_tests(request) -> bool:
     return request.GET.get(TestApplicationFilter.parameter_name) in ("show", "only")
 
 
-def _answer_words(value, step: dict) -> str:
-    """An answer as staff read it: choice labels, はい/いいえ, a number with its unit."""
-    kind = step.get("kind")
-    choices = {c.get("value"): c.get("label") for c in step.get("choices") or [] if isinstance(c, dict)}
-    if isinstance(value, bool):
-        return _("はい") if value else _("いいえ")
-    if kind in CHOICE_KINDS:
-        values = value if isinstance(value, list) else [value]
-        return "、".join(str(choices.get(v, v)) for v in values)
-    if kind == "number":
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        return f"{value}{(step.get('options') or {}).get('unit') or ''}"
-    if kind == "image" and isinstance(value, dict):
-        return _("画像（%(ref)s）") % {"ref": value.get("ref") or _("保存なし")}
-    if kind == "location" and isinstance(value, dict):
-        address = value.get("address") or value.get("title")
-        if address:
-            return str(address)
-        return _("緯度 %(lat)s・経度 %(lng)s") % {"lat": value.get("latitude"), "lng": value.get("longitude")}
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
 def answer_rows(spec_data: dict, answers: dict) -> list[tuple[str, str]]:
     """(label, shown value) for every question of the version; sensitive answers masked, never shown."""
     answers = answers if isinstance(answers, dict) else {}
+    try:
+        steps = parse_spec(spec_data).steps
+    except SpecError:
+        steps = ()  # an unreadable draft: nothing is known about sensitivity, so everything stays masked
     rows = []
-    known = set()
-    for step in spec_data.get("steps") or []:
-        key = step.get("key")
-        known.add(key)
-        if step.get("kind") in FLOW_KINDS:
+    for step in steps:
+        if not step.is_input:
             continue
-        label = truncate(step.get("label") or key, 60)
-        if key not in answers or answers[key] is None:
+        label = truncate(step.label or step.key, 60)
+        if answers.get(step.key) is None:
             rows.append((label, _("（回答なし）")))
-        elif step.get("sensitive"):
+        elif step.sensitive:
             rows.append((label, MASK))
         else:
-            rows.append((label, _answer_words(answers[key], step)))
+            rows.append((label, answer_text(step, answers[step.key])))
     # Answers the version does not describe: their sensitivity is unknown, so they stay masked.
+    known = {step.key for step in steps}
     rows.extend((str(key), MASK) for key in answers if key not in known)
     return rows
 

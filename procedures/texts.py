@@ -13,8 +13,9 @@ from datetime import date
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from procedures.engine.handlers import get_handler
 from procedures.engine.types import Action, Message, SummaryRow
-from procedures.spec import Problem
+from procedures.spec import Problem, Step
 
 WEEKDAY_NAMES = "月火水木金土日"
 
@@ -90,6 +91,11 @@ def format_value(kind: str, value) -> str:
             {"latitude": value.get("latitude"), "longitude": value.get("longitude")},
         )
     return str(value)
+
+
+def answer_text(step: Step, value) -> str:
+    """A stored answer as people read it (staff pages, exports): the engine's own display, in words."""
+    return format_value(step.kind, get_handler(step.kind).display(step, value))
 
 
 def render_summary_value(row: SummaryRow) -> str:

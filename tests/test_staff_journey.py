@@ -29,6 +29,7 @@ from procedures.models import (
     Step,
 )
 from procedures.tests.factories import ProcedureVersionFactory
+from procedures.texts import format_date
 from staff.models import Department
 
 pytestmark = pytest.mark.django_db
@@ -434,7 +435,8 @@ def test_staff_builds_a_branching_procedure_tries_it_publishes_it_and_sees_the_t
     assert f"<tr><th>電話番号</th><td>{MASK}</td></tr>" in detail_html
     assert "<tr><th>届出の種類</th><td>死亡届</td></tr>" in detail_html
     assert "<tr><th>犬の名前</th><td>ポチ</td></tr>" in detail_html
-    assert f"<tr><th>死亡した日</th><td>{died_on}</td></tr>" in detail_html
+    # Dates read as in the resident's summary: 2026年11月21日（土）.
+    assert f"<tr><th>死亡した日</th><td>{format_date(died_on)}</td></tr>" in detail_html
 
     # 7. The published version, started with its keyword: 新規登録 skips 死亡した日.
     chat, config = open_simulator(client, procedure.pk)
