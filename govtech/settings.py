@@ -190,6 +190,13 @@ LINE_REPLY_TOKEN_TTL_SECONDS = env_int("LINE_REPLY_TOKEN_TTL_SECONDS", 50, minim
 LINE_IMAGE_MAX_BYTES = env_int("LINE_IMAGE_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 LINE_WEBHOOK_MAX_BYTES = env_int("LINE_WEBHOOK_MAX_BYTES", 1024 * 1024, minimum=1024)
 SIMULATOR_UPLOAD_MAX_BYTES = env_int("SIMULATOR_UPLOAD_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
+# LINE's per-channel rate limits, kept by a limiter shared through the cache (messaging/ratelimit.py).
+LINE_RATE_LIMITS = {
+    "reply": env_int("LINE_RATE_REPLY_PER_SECOND", 2000, minimum=1),
+    "push": env_int("LINE_RATE_PUSH_PER_SECOND", 2000, minimum=1),
+    "multicast": env_int("LINE_RATE_MULTICAST_PER_SECOND", 200, minimum=1),
+    "broadcast": env_int("LINE_RATE_BROADCAST_PER_HOUR", 60, minimum=1),  # narrowcast counts here too
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],

@@ -6,6 +6,8 @@
         write OutboxMessage rows, mark the event done --on commit--> send_outbox task
     outbox_send: claim due rows (FOR UPDATE SKIP LOCKED, in order per resident), reply while the
         token is fresh (at most once), otherwise push with the row's retry key.
+        Every call first takes its turn from LINE's rate limit (messaging/ratelimit.py); a row
+        over the limit is put back until the next window, without waiting.
     inbox_sweep (every minute): wakes what a lost wake-up left behind.
 
 Logs carry ids and statuses only, never what a resident sent.
@@ -32,7 +34,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from messaging import selectors
+from messaging import ratelimit, selectors
 from messaging.line import parse, render
 from messaging.line.client import LineClient, SendResult
 from messaging.models import InboxEvent, LineChannelSettings, LineFollowEvent, LineUser, OutboxMessage
@@ -394,6 +396,7 @@ class SendRun:
     sent: int = 0
     retrying: int = 0
     failed: int = 0
+    deferred: int = 0  # put back until LINE's rate limit allows the call
 
 
 def _backoff(attempts: int, base_seconds: float) -> timedelta:
@@ -425,6 +428,10 @@ def outbox_send(*, ids: list[int] | None = None, now=None, batch_size: int = 5, 
             for row, mode in claimed:
                 outcome = _outbox_deliver(line, row, mode, clock())
                 setattr(run, outcome, getattr(run, outcome) + 1)
+            if run.deferred:
+                # LINE's limit is used up for now: claiming more would only put them back too.
+                # The next run (or the sweep) sends the rest.
+                break
     return run
 
 
@@ -516,8 +523,30 @@ def _invalid_reply_token(result: SendResult) -> bool:
     return result.status == 400 and "reply token" in result.error.lower()
 
 
+def outbox_rate_limited(row: OutboxMessage, operation: str, now, *, called: bool = False) -> bool:
+    """Take one `operation` call (messaging.ratelimit: reply, push, multicast, broadcast) for a claimed row.
+
+    False: call LINE now. True: the limit is used up for this window and the row was given back,
+    pending until the next window (no sleeping: the worker goes on). Unless LINE was `called` already
+    for this claim, the claim is undone (attempts, and a reply not tried) as if it never happened.
+    """
+    next_attempt_at = ratelimit.retry_at(operation, now)
+    if next_attempt_at is None:
+        return False
+    fields = {"status": OutboxMessage.Status.PENDING, "next_attempt_at": next_attempt_at}
+    if not called:
+        fields["attempts"] = row.attempts - 1
+        if operation == ratelimit.REPLY:
+            fields["reply_attempted_at"] = None  # the token was not used: a reply is still possible
+    _settle(row, **fields)
+    logger.info("outbox %s deferred by the %s rate limit until %s", row.pk, operation, next_attempt_at)
+    return True
+
+
 def _outbox_deliver(line: LineClient, row: OutboxMessage, mode: str, now) -> str:
     if mode == OutboxMessage.Kind.REPLY:
+        if outbox_rate_limited(row, ratelimit.REPLY, now):
+            return "deferred"
         result = line.reply(row.reply_token, row.payload)
         if result.ok:
             return _sent(row, OutboxMessage.Kind.REPLY, result, now)
@@ -529,6 +558,8 @@ def _outbox_deliver(line: LineClient, row: OutboxMessage, mode: str, now) -> str
         # LINE refused the token (expired or used): nothing was sent, push the same messages now.
     if now - row.retry_key_issued_at > RETRY_KEY_WINDOW:
         return _failed(row, SendResult(status=None), now, reason="not sent within the retry key's 24 hours")
+    if outbox_rate_limited(row, ratelimit.PUSH, now, called=mode == OutboxMessage.Kind.REPLY):
+        return "deferred"
     result = line.push(row.line_user_id, row.payload, str(row.retry_key))
     if result.ok or result.status == 409:  # 409: accepted earlier with this retry key
         return _sent(row, OutboxMessage.Kind.PUSH, result, now)
