@@ -74,6 +74,20 @@ class Procedure(models.Model):
         self.receipt_prefix = (self.receipt_prefix or "").upper()
         if self.receipt_prefix and not all(c.isupper() or c.isdigit() for c in self.receipt_prefix):
             raise ValidationError({"receipt_prefix": _("半角英大文字と数字で入力してください。")})
+        if self.pk is not None and self.receipt_prefix_is_locked():
+            # Receipt numbers already given out carry the old prefix; another procedure taking it
+            # over later would hand out the same numbers again.
+            raise ValidationError(
+                {"receipt_prefix": _("公開したことのある手続きの受付番号の接頭辞は変更できません。")}
+            )
+
+    def receipt_prefix_is_locked(self) -> bool:
+        stored = Procedure.objects.filter(pk=self.pk).values_list("receipt_prefix", flat=True).first()
+        return (
+            stored is not None
+            and stored != self.receipt_prefix
+            and self.versions.exclude(status=ProcedureVersion.Status.DRAFT).exists()
+        )
 
     @property
     def draft(self):

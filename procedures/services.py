@@ -295,7 +295,11 @@ def application_submit(
                 submitted_at=now,
             )
     except IntegrityError:
-        return Application.objects.get(line_user_id=line_user_id, submission_key=submit.submission_key)
+        # Only a concurrent identical submission is "already submitted"; any other clash is a bug to surface.
+        existing = Application.objects.filter(line_user_id=line_user_id, submission_key=submit.submission_key).first()
+        if existing is None:
+            raise
+        return existing
 
 
 def _receipt_number_next(*, procedure: Procedure, year: int, is_test: bool) -> str:

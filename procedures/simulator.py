@@ -35,7 +35,6 @@ _EVENT_FIELDS = ("type", "text", "value", "step", "name", "data", "session")
 _COMMAND_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 SESSION_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{0,100}$")
 # The ref of an uploaded file that was not stored because it is not an acceptable image.
-REJECTED_REF_PREFIX = "rejected:"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MAX_VALUE_LENGTH = 200
 _LOCATION_TEXT_MAX = {"address": 300, "title": 100}

@@ -12,6 +12,7 @@ with a location and parameters; procedures/texts.py turns them into Japanese.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,9 @@ TEXT_FORMATS = ("none", "phone", "postal_code", "email", "katakana", "regex")
 CONDITION_OPS = ("equals", "one_of", "compare", "answered", "not_answered")
 COMPARE_OPERATORS = ("lt", "le", "gt", "ge", "eq", "ne")
 IMAGE_TYPES = ("image/jpeg", "image/png")
+# A channel that refused to keep a resident's file sends an image event whose ref starts with
+# this, with the file's real type and size, so the engine re-asks with the reason.
+REJECTED_IMAGE_REF_PREFIX = "rejected:"
 
 # Defaults and hard limits applied when options are missing.
 DEFAULT_SHORT_TEXT_MAX = 100
@@ -51,6 +55,10 @@ DEFAULT_IMAGE_MAX_BYTES = 10 * 1024 * 1024
 MAX_STEPS = 200
 MAX_CHOICES = 100
 MAX_KEYWORDS = 20
+# Bounds that keep every number representable in the database and in date arithmetic.
+MAX_DAYS_OFFSET = 365 * 150  # 150 years either side of today (birth dates reach far back)
+MAX_AMOUNT = 10**9  # choice amounts, computed constants and factors
+MAX_NUMBER_LIMIT = 10**11  # number step min/max
 MAX_KEYWORD_LENGTH = 50
 
 
@@ -177,15 +185,18 @@ class _Reader:
             return default
         return value
 
-    def number(self, data, name, location, default=None, *, integer=False):
+    def number(self, data, name, location, default=None, *, integer=False, limit=None):
         value = data.get(name, default)
         if value is None:
             return default
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             self.add("wrong_type", (*location, name), expected="integer" if integer else "number")
             return default
         if integer and not float(value).is_integer():
             self.add("wrong_type", (*location, name), expected="integer")
+            return default
+        if limit is not None and not -limit <= value <= limit:
+            self.add("out_of_range", (*location, name), min=-limit, max=limit)
             return default
         return int(value) if integer else value
 
@@ -295,7 +306,7 @@ def _parse_step(reader: _Reader, raw: Any, location: tuple) -> Step | None:
             reader.add("too_long", (*choice_location, "value"), max=40)
             continue
         choice_label = reader.text(raw_choice, "label", choice_location, required=True, max_length=100)
-        amount = reader.number(raw_choice, "amount", choice_location, 0)
+        amount = reader.number(raw_choice, "amount", choice_location, 0, limit=MAX_AMOUNT)
         choices.append(Choice(value=value, label=choice_label, amount=amount or 0))
     return Step(
         key=key,
@@ -337,8 +348,8 @@ def _parse_options(reader: _Reader, kind: str, options: dict, location: tuple) -
         max_length = reader.number(options, "max_length", location, DEFAULT_LONG_TEXT_MAX, integer=True)
         return {"max_length": _clamp_length(reader, max_length, location)}
     if kind == "number":
-        minimum = reader.number(options, "min", location)
-        maximum = reader.number(options, "max", location)
+        minimum = reader.number(options, "min", location, limit=MAX_NUMBER_LIMIT)
+        maximum = reader.number(options, "max", location, limit=MAX_NUMBER_LIMIT)
         if minimum is not None and maximum is not None and minimum > maximum:
             reader.add("min_above_max", (*location, "min"))
         return {
@@ -348,8 +359,8 @@ def _parse_options(reader: _Reader, kind: str, options: dict, location: tuple) -
             "integer": reader.boolean(options, "integer", location, True),
         }
     if kind == "date":
-        min_days = reader.number(options, "min_days", location, None, integer=True)
-        max_days = reader.number(options, "max_days", location, None, integer=True)
+        min_days = reader.number(options, "min_days", location, None, integer=True, limit=MAX_DAYS_OFFSET)
+        max_days = reader.number(options, "max_days", location, None, integer=True, limit=MAX_DAYS_OFFSET)
         if min_days is not None and max_days is not None and min_days > max_days:
             reader.add("min_above_max", (*location, "min_days"))
         weekdays = options.get("weekdays", list(range(7)))
@@ -372,11 +383,11 @@ def _parse_options(reader: _Reader, kind: str, options: dict, location: tuple) -
             "excluded_dates": sorted(set(excluded)),
         }
     if kind == "multiple_choice":
-        minimum = reader.number(options, "min_selected", location, 1, integer=True)
-        maximum = reader.number(options, "max_selected", location, None, integer=True)
+        minimum = reader.number(options, "min_selected", location, 1, integer=True, limit=MAX_CHOICES)
+        maximum = reader.number(options, "max_selected", location, None, integer=True, limit=MAX_CHOICES)
         return {"min_selected": max(minimum or 0, 0), "max_selected": maximum}
     if kind == "image":
-        max_bytes = reader.number(options, "max_bytes", location, DEFAULT_IMAGE_MAX_BYTES, integer=True)
+        max_bytes = reader.number(options, "max_bytes", location, DEFAULT_IMAGE_MAX_BYTES, integer=True, limit=DEFAULT_IMAGE_MAX_BYTES)
         return {"max_bytes": max(1, min(max_bytes, DEFAULT_IMAGE_MAX_BYTES))}
     if kind in ("yes_no", "single_choice", "location", "message", "confirmation", "completion", "exit"):
         return {}
@@ -447,13 +458,13 @@ def _parse_computed(reader: _Reader, raw: Any, location: tuple) -> Computed | No
         if not isinstance(raw_term, dict) or not isinstance(raw_term.get("step"), str):
             reader.add("missing", (*term_location, "step"))
             continue
-        factor = reader.number(raw_term, "factor", term_location, 1)
+        factor = reader.number(raw_term, "factor", term_location, 1, limit=MAX_AMOUNT)
         terms.append(Term(step=raw_term["step"], factor=factor if factor is not None else 1))
     return Computed(
         key=key,
         label=label,
         terms=tuple(terms),
-        constant=reader.number(raw, "constant", location, 0) or 0,
+        constant=reader.number(raw, "constant", location, 0, limit=MAX_AMOUNT) or 0,
         unit=reader.text(raw, "unit", location, max_length=20),
     )
 

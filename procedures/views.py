@@ -31,7 +31,14 @@ from procedures import simulator as channel
 from procedures.models import ConversationSession, Procedure, ProcedureVersion
 from procedures.selectors import procedure_spec_get
 from procedures.services import conversation_handle, version_problems
-from procedures.spec import DEFAULT_IMAGE_MAX_BYTES, IMAGE_TYPES, KEY_PATTERN, SpecError, Step
+from procedures.spec import (
+    DEFAULT_IMAGE_MAX_BYTES,
+    IMAGE_TYPES,
+    KEY_PATTERN,
+    REJECTED_IMAGE_REF_PREFIX,
+    SpecError,
+    Step,
+)
 
 # Pillow format name -> the content type LINE would report.
 _PILLOW_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp",
@@ -149,7 +156,7 @@ def _selected_version(request, procedures) -> tuple[ProcedureVersion | None, str
     raw_version = request.GET.get("version", "").strip()
     if not raw_procedure and not raw_version:
         return None, ""
-    if (raw_procedure and not raw_procedure.isdigit()) or (raw_version and not raw_version.isdigit()):
+    if (raw_procedure and not (raw_procedure.isascii() and raw_procedure.isdigit())) or (raw_version and not (raw_version.isascii() and raw_version.isdigit())):
         return None, _("手続きまたはバージョンの指定が正しくありません。")
     by_id = {procedure.pk: procedure for procedure in procedures}
     if raw_version:
@@ -192,7 +199,7 @@ def _read_json(request) -> dict:
 
 
 def _id(value, what: str) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise _BadRequest(_("%(what)s の指定が正しくありません。") % {"what": what})
@@ -333,7 +340,7 @@ def _upload(request, limit: int, handler: _LimitedUploadHandler):
         ref = default_storage.save(name, upload)
     else:
         # Not kept: the engine re-asks with the reason (type or size), as it would for LINE.
-        ref = f"{channel.REJECTED_REF_PREFIX}{uuid.uuid4().hex}"
+        ref = f"{REJECTED_IMAGE_REF_PREFIX}{uuid.uuid4().hex}"
     event = channel.image_event(
         step=step_key, session=session, ref=ref, content_type=content_type, size=upload.size
     )

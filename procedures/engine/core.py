@@ -71,6 +71,8 @@ YES_WORDS = frozenset({"はい", "yes", "y", "ok"})
 NO_WORDS = frozenset({"いいえ", "no", "n"})
 
 MASK = "●●●●"
+# Set in the state after an internal error; any successful step builds a state without it.
+INTERNAL_ERROR_MARK = "internal_error"
 
 # Every message code the engine emits (procedures/texts.py renders each one).
 MESSAGE_CODES = (
@@ -152,7 +154,19 @@ def step(catalog: Catalog, state: dict | None, event: Event, now: datetime) -> R
         return _Turn(catalog, now).run(state, event)
     except Exception:
         # Last resort so a resident never gets silence; the property tests assert it never happens.
-        return Result(state=empty_state(_load_last_submission(state)), messages=(Message("error.internal"),))
+        return Result(state=_state_after_internal_error(state), messages=(Message("error.internal"),))
+
+
+def _state_after_internal_error(state) -> dict:
+    """Keep the resident's progress after a first internal error; reset only if it happens again.
+
+    A second failure in a row suggests the state itself is what breaks the engine, and
+    keeping it would answer every later message with the same error until expiry.
+    """
+    loaded, reset = _load_state(state)
+    if reset or (isinstance(state, dict) and state.get(INTERNAL_ERROR_MARK)):
+        return empty_state(_load_last_submission(state))
+    return {**loaded, INTERNAL_ERROR_MARK: True}
 
 
 # --------------------------------------------------------------------------

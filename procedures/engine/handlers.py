@@ -16,7 +16,7 @@ from typing import Any
 
 from procedures.engine import validators
 from procedures.engine.types import Action, Event
-from procedures.spec import DEFAULT_IMAGE_MAX_BYTES, IMAGE_TYPES, STEP_KINDS, Step
+from procedures.spec import DEFAULT_IMAGE_MAX_BYTES, IMAGE_TYPES, REJECTED_IMAGE_REF_PREFIX, STEP_KINDS, Step
 
 # LINE shows at most 13 quick replies: up to 13 choices fit on one page, more are
 # paged 11 at a time, leaving room for the 前へ/次へ buttons.
@@ -497,6 +497,12 @@ class ImageHandler(StepHandler):
         if content_type not in IMAGE_TYPES:
             return Invalid("error.image_type", {})
         max_bytes = step.options.get("max_bytes") or DEFAULT_IMAGE_MAX_BYTES
+        if ref.startswith(REJECTED_IMAGE_REF_PREFIX):
+            # The channel did not keep the file (its own limit may be lower than the step's).
+            channel_max = data.get("max_bytes")
+            if isinstance(channel_max, int) and not isinstance(channel_max, bool) and 0 < channel_max < max_bytes:
+                max_bytes = channel_max
+            size = max(size, max_bytes + 1)
         if size > max_bytes:
             return Invalid("error.image_too_large", {"max_bytes": max_bytes, "max_mb": round(max_bytes / (1024 * 1024), 1)})
         return None

@@ -964,3 +964,32 @@ def test_sensitive_date_and_selection_are_not_shown_in_buttons():
     assert conversation.action("action.date_picker").options["initial"] != "1990-04-01"
     for result in conversation.results:
         assert "1990-04-01" not in repr(result.messages)
+
+
+def test_image_the_channel_did_not_keep_is_reasked_with_the_channels_limit():
+    from procedures.engine.handlers import get_handler
+    from procedures.spec import REJECTED_IMAGE_REF_PREFIX, parse_spec
+
+    step = parse_spec(
+        {"name": "x", "steps": [{"key": "photo", "kind": "image", "label": "写真"}]}
+    ).steps[0]
+    handler = get_handler("image")
+    error = handler._check(
+        step, {"ref": f"{REJECTED_IMAGE_REF_PREFIX}abc", "content_type": "image/jpeg", "size": 10, "max_bytes": 1024}
+    )
+    assert error.code == "error.image_too_large" and error.params["max_bytes"] == 1024
+
+
+def test_internal_error_keeps_progress_once_then_resets():
+    from datetime import UTC, datetime
+
+    from procedures.engine import core
+    from procedures.engine.types import Catalog, Event
+
+    state = {"schema_version": 1, "session": None, "last_submission": None}
+    broken = Catalog(versions=None, current=None)  # makes the turn fail inside the engine
+    first = core.step(broken, state, Event(type="text", text="x"), datetime(2026, 1, 1, tzinfo=UTC))
+    assert first.messages[0].code == "error.internal"
+    assert first.state[core.INTERNAL_ERROR_MARK] is True
+    second = core.step(broken, first.state, Event(type="text", text="x"), datetime(2026, 1, 1, tzinfo=UTC))
+    assert core.INTERNAL_ERROR_MARK not in second.state and second.state["session"] is None

@@ -258,3 +258,48 @@ def test_catalog_reads_spec_json_only_for_versions_not_parsed_yet():
     with CaptureQueriesContext(connection) as queries:
         catalog_build()
     assert len(queries) == 1 and '"spec"' not in queries[0]["sql"]
+
+
+def test_receipt_prefix_cannot_change_once_a_version_was_published():
+    from django.core.exceptions import ValidationError
+
+    procedure = make_procedure()
+    procedure.receipt_prefix = "DRAFTOK"
+    procedure.full_clean()  # a never-published procedure may still be renamed
+    procedure.save()
+    publish(procedure)
+    procedure.refresh_from_db()
+    procedure.receipt_prefix = "OTHER"
+    with pytest.raises(ValidationError) as error:
+        procedure.full_clean()
+    assert "変更できません" in str(error.value)
+
+
+def test_submission_clash_that_is_not_a_repeat_is_not_hidden():
+    from django.db import IntegrityError
+
+    version = publish(make_procedure())
+    first = application_submit(submit=submit_for(version, "k1"), line_user_id="U1")
+    # Force the next number to collide with an existing receipt from another submission.
+    from procedures.models import ReceiptCounter
+
+    ReceiptCounter.objects.update(last_number=0)
+    with pytest.raises(IntegrityError):
+        application_submit(submit=submit_for(version, "k2"), line_user_id="U2")
+    assert Application.objects.get() == first
+
+
+def test_out_of_range_numbers_in_a_template_are_refused_in_words():
+    for path, value in [
+        (("steps", 1, "options", "max"), 10**15),
+        (("steps", 0, "choices", 0, "amount"), 10**12),
+    ]:
+        data = simple_spec_data()
+        target = data
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = value
+        with pytest.raises(ProblemsError) as error:
+            procedure_import(raw=template_bytes(data), max_bytes=1_000_000)
+        assert any("範囲" in message for message in error.value.messages)
+    assert Procedure.objects.count() == 0
