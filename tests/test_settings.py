@@ -82,7 +82,7 @@ def test_env_bool_refuses_an_unknown_value_naming_the_variable(monkeypatch, raw)
 
 
 @pytest.mark.parametrize(
-    ("raw", "expected"), [("1", True), ("Yes", True), (" on ", True), ("0", False), ("off", False), ("", False)]
+    ("raw", "expected"), [("1", True), ("Yes", True), (" on ", True), ("0", False), ("off", False)]
 )
 def test_env_bool_reads_the_usual_spellings(monkeypatch, raw, expected):
     monkeypatch.setenv("X", raw)
@@ -93,6 +93,13 @@ def test_env_bool_default_when_unset(monkeypatch):
     monkeypatch.delenv("X", raising=False)
     assert env_bool("X", True) is True
     assert env_bool("X") is False
+
+
+@pytest.mark.parametrize("raw", ["", "  "])
+def test_env_bool_empty_value_keeps_the_default_so_a_blank_line_never_turns_security_off(monkeypatch, raw):
+    monkeypatch.setenv("X", raw)
+    assert env_bool("X", True) is True
+    assert env_bool("X", False) is False
 
 
 def test_env_int_refuses_a_non_integer_naming_the_variable(monkeypatch):

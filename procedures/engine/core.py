@@ -31,6 +31,8 @@ from procedures.engine import validators
 from procedures.engine.computed import compute
 from procedures.engine.conditions import evaluate, prune
 from procedures.engine.handlers import (
+    NO_WORDS,
+    YES_WORDS,
     Answered,
     AskContext,
     Invalid,
@@ -67,8 +69,6 @@ CANCEL_WORDS = frozenset({"やめる", "止める", "辞める", "キャンセ�
 SKIP_WORDS = frozenset({"スキップ", "とばす", "飛ばす", "skip"})
 KEEP_WORDS = frozenset({"変更しない", "そのまま"})
 SUBMIT_WORDS = frozenset({"送信", "送信する", "申し込む", "申込む", "この内容で申し込む"})
-YES_WORDS = frozenset({"はい", "yes", "y", "ok"})
-NO_WORDS = frozenset({"いいえ", "no", "n"})
 
 MASK = "●●●●"
 # Set in the state after an internal error; any successful step builds a state without it.
