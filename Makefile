@@ -5,8 +5,9 @@
 #   make lint   ruff + import contracts
 #   make check  Django system checks + no missing migrations
 #
-# The virtualenv lives in .venv and is (re)installed only when requirements.txt
-# differs from the copy stored in .venv after the last successful install.
+# The virtualenv lives in .venv and is (re)installed only when requirements.txt or
+# requirements-dev.txt differs from the copy stored in .venv after the last
+# successful install.
 
 VENV = .venv
 PY = $(VENV)/bin/python
@@ -29,10 +30,10 @@ venv:
 	fi; \
 	"$(PY)" -c "import sys; sys.exit(sys.version_info[:2] != (3, 11))" || \
 		echo "make: warning: $(VENV) is not Python 3.11 (pyproject.toml requires 3.11)" >&2; \
-	if ! cmp -s requirements.txt "$(STAMP)"; then \
+	if ! cat requirements.txt requirements-dev.txt | cmp -s - "$(STAMP)"; then \
 		echo "Installing the pinned requirements into $(VENV)"; \
-		"$(PY)" -m pip install --disable-pip-version-check --quiet -r requirements.txt || exit 1; \
-		cp requirements.txt "$(STAMP)"; \
+		"$(PY)" -m pip install --disable-pip-version-check --quiet -r requirements-dev.txt || exit 1; \
+		cat requirements.txt requirements-dev.txt > "$(STAMP)"; \
 	fi
 
 run: venv
