@@ -1,5 +1,6 @@
 """The local demo: its staff login (ensure_demo_staff) and the run_demo command."""
 
+import json
 import os
 import signal
 import socket
@@ -15,7 +16,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from govtech.demo import DEMO_USERNAME, ensure_demo_staff, password_file
+from govtech.demo import (
+    DEMO_USERNAME,
+    ensure_demo_line_channel,
+    ensure_demo_staff,
+    line_channel_file,
+    password_file,
+)
 from govtech.management.commands import run_demo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,6 +129,7 @@ def test_run_demo_migrates_loads_demo_data_when_available_and_prints_the_login(
     assert f"demo / {password}" in out
     assert "http://127.0.0.1:8000/admin/" in out
     assert "http://127.0.0.1:8000/procedures/simulator/" in out
+    assert "http://127.0.0.1:8000/line/simulator/" in out
     if not load_demo_exists:
         assert "skipping" in out
 
@@ -135,10 +143,78 @@ def test_run_demo_rejects_a_bad_port(monkeypatch):
         run_demo._port()
 
 
+# --------------------------------------------------------------------------
+# The demo's LINE: the fake LINE API unless the operator set a LINE channel.
+# --------------------------------------------------------------------------
+
+
+def test_the_demo_uses_the_fake_line_with_credentials_kept_in_var(demo_settings, monkeypatch):
+    monkeypatch.delenv("DEMO_LINE_PORT", raising=False)
+    plan = run_demo.line_plan(8000, environ={})
+    assert plan.fake_port == 8011 and plan.fake_url == "http://127.0.0.1:8011"
+    channel = ensure_demo_line_channel()
+    assert plan.environment == {
+        "LINE_API_BASE_URL": "http://127.0.0.1:8011",
+        "LINE_API_DATA_BASE_URL": "http://127.0.0.1:8012",
+        "LINE_CHANNEL_SECRET": channel.channel_secret,
+        "LINE_CHANNEL_ACCESS_TOKEN": channel.access_token,
+    }
+    assert len(channel.channel_secret) == 32 and len(channel.access_token) >= 40
+    stored = line_channel_file()
+    assert stored.parent == demo_settings.VAR_DIR
+    assert stored.stat().st_mode & 0o077 == 0
+    # Kept: the next start signs with the same secret.
+    assert run_demo.line_plan(8000, environ={}).environment == plan.environment
+    # A damaged file gives new ones.
+    stored.write_text("not json")
+    assert ensure_demo_line_channel() != channel
+
+
+def test_the_demo_leaves_an_operators_line_channel_alone(demo_settings):
+    environ = {"LINE_CHANNEL_SECRET": "real-secret", "LINE_CHANNEL_ACCESS_TOKEN": "real-token", "LINE_API_BASE_URL": ""}
+    plan = run_demo.line_plan(8000, environ=environ)
+    assert plan.fake_port is None and plan.environment == {}
+    assert plan.operator_variables == ["LINE_CHANNEL_SECRET", "LINE_CHANNEL_ACCESS_TOKEN"]
+    assert not line_channel_file().exists()
+
+
+def test_demo_line_port(monkeypatch, demo_settings):
+    assert run_demo.line_plan(8000, environ={"DEMO_LINE_PORT": "9100"}).fake_port == 9100
+    for bad in ("nine", "65535", "0", "7999", "8000"):
+        monkeypatch.setenv("DEMO_LINE_PORT", bad)
+        with pytest.raises(CommandError, match="DEMO_LINE_PORT"):
+            run_demo._line_port(8000)
+    monkeypatch.delenv("DEMO_LINE_PORT")
+    with pytest.raises(CommandError, match="DEMO_LINE_PORT"):
+        run_demo._line_port(65530)
+
+
+def test_demo_line_channel_refuses_outside_demo_mode(settings, tmp_path):
+    settings.DEMO_MODE = False
+    settings.VAR_DIR = tmp_path / "var"
+    with pytest.raises(ImproperlyConfigured, match="GOVTECH_DEMO"):
+        ensure_demo_line_channel()
+    assert not line_channel_file().exists()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _free_port_pair() -> int:
+    """A port whose next port is free too (the fake LINE's API and data ports)."""
+    for _attempt in range(50):
+        port = _free_port()
+        if port < 65535:
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no two adjacent free ports")
 
 
 def _processes() -> list[tuple[int, int, int, str]]:
@@ -162,9 +238,12 @@ def _processes() -> list[tuple[int, int, int, str]]:
 def test_run_demo_serves_admin_runs_the_task_cluster_and_stops_on_sigterm(tmp_path):
     """End to end, as `make run` does it, on a throw-away SQLite database."""
     port = _free_port()
+    line_port = _free_port_pair()
     prefixes = ("DJANGO_", "GOVTECH_", "DATABASE_", "REDIS_", "LINE_", "Q_", "DEMO_")
     env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
-    env.update(GOVTECH_DEMO="1", GOVTECH_VAR_DIR=str(tmp_path / "var"), DEMO_PORT=str(port))
+    env.update(
+        GOVTECH_DEMO="1", GOVTECH_VAR_DIR=str(tmp_path / "var"), DEMO_PORT=str(port), DEMO_LINE_PORT=str(line_port)
+    )
     log = tmp_path / "demo.log"
     with log.open("w") as output:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and manage.py
@@ -184,6 +263,16 @@ def test_run_demo_serves_admin_runs_the_task_cluster_and_stops_on_sigterm(tmp_pa
         children = {pid: cmdline for pid, ppid, _, cmdline in _processes() if ppid == process.pid}
         assert any("qcluster" in cmdline for cmdline in children.values()), children
         assert any("runserver" in cmdline for cmdline in children.values()), children
+        assert any(f"fakeline --port {line_port}" in cmdline for cmdline in children.values()), children
+        # The fake LINE answers, and the web server and the cluster are pointed at it.
+        with urllib.request.urlopen(f"http://127.0.0.1:{line_port}/_fake/health", timeout=5) as response:  # noqa: S310
+            assert json.load(response)["status"] == "ok"
+        for pid, cmdline in children.items():
+            if "runserver" in cmdline or "qcluster" in cmdline:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                assert f"LINE_API_BASE_URL=http://127.0.0.1:{line_port}".encode() in environ
+                assert f"LINE_API_DATA_BASE_URL=http://127.0.0.1:{line_port + 1}".encode() in environ
+                assert any(item.startswith(b"LINE_CHANNEL_SECRET=") and len(item) > 30 for item in environ)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0, log.read_text()
         # Both children and whatever they started (the task workers) are gone.
@@ -192,6 +281,8 @@ def test_run_demo_serves_admin_runs_the_task_cluster_and_stops_on_sigterm(tmp_pa
         password = (tmp_path / "var" / "demo_password").read_text().strip()
         output = log.read_text()
         assert f"demo / {password}" in output
+        assert f"http://127.0.0.1:{port}/line/simulator/" in output
+        assert f"fake LINE API at http://127.0.0.1:{line_port}" in output
         assert "Demo stopped." in output
     finally:
         if process.poll() is None:

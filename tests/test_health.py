@@ -54,3 +54,4 @@ def test_the_probe_sends_a_host_that_allowed_hosts_accepts(allowed, expected):
 def test_the_probe_cli_rejects_an_unknown_target(capsys):
     assert health_module.main(["nope"]) == 2
     assert "usage" in capsys.readouterr().err
+

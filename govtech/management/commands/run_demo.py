@@ -2,8 +2,15 @@
 
 Migrates (keeping existing data), loads the demo procedures when the
 `load_demo` command exists, makes sure the demo staff login works, then runs
-the django-q2 cluster and the development web server side by side until one
-of them stops or the demo is interrupted (Ctrl-C / SIGTERM).
+the fake LINE API (`manage.py fakeline`), the django-q2 cluster and the
+development web server side by side until one of them stops or the demo is
+interrupted (Ctrl-C / SIGTERM).
+
+The fake LINE starts first, on DEMO_LINE_PORT (default DEMO_PORT + 11) and the
+port after it; the web server and the cluster get LINE_API_BASE_URL,
+LINE_API_DATA_BASE_URL and a demo channel secret and access token (made once,
+kept in VAR_DIR) in their environment. If the operator set any of the LINE
+channel variables, the demo uses them as they are and starts no fake.
 """
 
 from __future__ import annotations
@@ -21,7 +28,14 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command, get_commands
 from django.core.management.base import BaseCommand, CommandError
 
-from govtech.demo import ensure_demo_staff, password_file
+from govtech.demo import (
+    OPERATOR_LINE_VARIABLES,
+    ensure_demo_line_channel,
+    ensure_demo_staff,
+    fake_line_environment,
+    operator_line_variables,
+    password_file,
+)
 
 HOST = "127.0.0.1"
 STOP_GRACE_SECONDS = 15
@@ -39,6 +53,50 @@ def _port() -> int:
     return port
 
 
+def _line_port(port: int, environ=None) -> int:
+    """The fake LINE's API port (its data port is the next one): DEMO_LINE_PORT, else DEMO_PORT + 11."""
+    environ = os.environ if environ is None else environ
+    raw = (environ.get("DEMO_LINE_PORT") or "").strip()
+    if not raw:
+        line_port = port + 11
+        if line_port > 65534:
+            raise CommandError(f"DEMO_PORT {port} leaves no room for the fake LINE; set DEMO_LINE_PORT too")
+        return line_port
+    try:
+        line_port = int(raw)
+    except ValueError:
+        raise CommandError(f"DEMO_LINE_PORT must be a port number, got {raw!r}") from None
+    if not 1 <= line_port <= 65534:
+        raise CommandError(f"DEMO_LINE_PORT must be between 1 and 65534 (it uses the next port too), got {line_port}")
+    if port in (line_port, line_port + 1):
+        raise CommandError(f"DEMO_LINE_PORT {line_port} and the next port must differ from DEMO_PORT {port}")
+    return line_port
+
+
+class LinePlan:
+    """How the demo talks to LINE: the fake on `fake_port` (with `environment` for the children) or the
+    operator's channel (`fake_port` None, nothing added)."""
+
+    def __init__(self, fake_port: int | None, environment: dict[str, str], operator_variables: list[str]):
+        self.fake_port = fake_port
+        self.environment = environment
+        self.operator_variables = operator_variables
+
+    @property
+    def fake_url(self) -> str:
+        return f"http://{HOST}:{self.fake_port}"
+
+
+def line_plan(port: int, environ=None) -> LinePlan:
+    """The fake LINE unless the operator set a LINE channel in the environment."""
+    environ = os.environ if environ is None else environ
+    chosen = operator_line_variables(environ)
+    if chosen:
+        return LinePlan(None, {}, chosen)
+    line_port = _line_port(port, environ)
+    return LinePlan(line_port, fake_line_environment(line_port, ensure_demo_line_channel(), HOST), [])
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: on Linux, get SIGTERM if the demo process dies (even by SIGKILL)."""
     try:
@@ -52,7 +110,7 @@ def _die_with_parent() -> None:
 
 
 class Command(BaseCommand):
-    help = "Run the local demo: migrate, demo data, demo login, task cluster and web server."
+    help = "Run the local demo: migrate, demo data, demo login, fake LINE, task cluster and web server."
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -94,20 +152,24 @@ class Command(BaseCommand):
         else:
             self.stdout.write("No load_demo command yet; skipping the demo procedures.")
 
-    def _banner(self, login, port: int) -> None:
+    def _banner(self, login, port: int, line: LinePlan | None = None) -> None:
         base = f"http://{HOST}:{port}"
         lines = [
             "",
             "=" * 64,
             "LINE 市役所 demo",
-            f"  Admin (staff):      {base}/admin/",
-            f"  Resident simulator: {base}/procedures/simulator/",
-            f"  Login:              {login.username} / {login.password}",
+            f"  Admin (staff):       {base}/admin/",
+            f"  Procedure simulator: {base}/procedures/simulator/",
+            f"  Resident simulator:  {base}/line/simulator/  (a resident of the LINE account)",
+            f"  Login:               {login.username} / {login.password}",
             f"  (password kept in {password_file()}; delete it to get a new one)",
-            "  Stop with Ctrl-C.",
-            "=" * 64,
-            "",
         ]
+        if line is not None and line.fake_port is not None:
+            lines.append(f"  LINE:                fake LINE API at {line.fake_url} (data: port {line.fake_port + 1})")
+            lines.append(f"                       webhook {base}/line/webhook/")
+        elif line is not None:
+            lines.append(f"  LINE:                the channel from the environment ({', '.join(line.operator_variables)})")
+        lines += ["  Stop with Ctrl-C.", "=" * 64, ""]
         self.stdout.write(self.style.SUCCESS("\n".join(lines)))
         self.stdout.flush()
 
@@ -115,7 +177,7 @@ class Command(BaseCommand):
     # The two child processes.
     # ------------------------------------------------------------------
 
-    def _spawn(self, name: str, arguments: list[str]) -> _Child:
+    def _spawn(self, name: str, arguments: list[str], environment: dict[str, str] | None = None) -> _Child:
         manage = Path(settings.BASE_DIR) / "manage.py"
         self.stdout.write(f"Starting the {name}: manage.py {' '.join(arguments)}")
         self.stdout.flush()
@@ -124,7 +186,7 @@ class Command(BaseCommand):
         process = subprocess.Popen(  # noqa: S603 - fixed arguments, our own manage.py
             [sys.executable, str(manage), *arguments],
             cwd=settings.BASE_DIR,
-            env=os.environ.copy(),
+            env={**os.environ, **(environment or {})},
             stdin=subprocess.DEVNULL,
             process_group=0,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
@@ -137,6 +199,23 @@ class Command(BaseCommand):
                 f"Port {port} on {HOST} is already in use (another demo running?). "
                 "Stop it, or choose another port: DEMO_PORT=8001 make run"
             )
+        try:
+            line = line_plan(port)
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from exc
+        if line.fake_port is None:
+            self.stdout.write(
+                f"LINE: using the LINE channel set in the environment ({', '.join(line.operator_variables)}); "
+                "the fake LINE is not started, so the resident simulator (/line/simulator/) is not available."
+            )
+        else:
+            busy = [p for p in (line.fake_port, line.fake_port + 1) if _port_in_use(p)]
+            if busy:
+                raise CommandError(
+                    f"Port {busy[0]} on {HOST} for the fake LINE is already in use. Choose others with "
+                    f"DEMO_LINE_PORT=<port> (it uses that port and the next), or set "
+                    f"{' / '.join(OPERATOR_LINE_VARIABLES[:2])} to use a real LINE channel."
+                )
         stopping: list[int] = []
         children: list[_Child] = []
 
@@ -150,10 +229,20 @@ class Command(BaseCommand):
         previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
         failed = None
         try:
-            children.append(self._spawn("task cluster", ["qcluster"]))
-            if not stopping:
-                children.append(self._spawn("web server", ["runserver", "--noreload", f"{HOST}:{port}"]))
-            self._wait_until_ready(children, port, login, stopping)
+            if line.fake_port is not None:
+                # First, so the cluster's first call to LINE finds it listening.
+                children.append(
+                    self._spawn("fake LINE", ["fakeline", "--port", str(line.fake_port)], line.environment)
+                )
+                self._wait_for_ports(children, [line.fake_port, line.fake_port + 1], stopping)
+            if not stopping and not _exited(children):
+                children.append(self._spawn("task cluster", ["qcluster"], line.environment))
+            if not stopping and not _exited(children):
+                children.append(
+                    self._spawn("web server", ["runserver", "--noreload", f"{HOST}:{port}"], line.environment)
+                )
+            if self._wait_for_ports(children, [port], stopping):
+                self._banner(login, port, line)
             failed = self._wait_for_first_exit(children)
         finally:
             self._stop_all(children)
@@ -165,16 +254,17 @@ class Command(BaseCommand):
             )
         self.stdout.write("Demo stopped.")
 
-    def _wait_until_ready(self, children: list[_Child], port: int, login, stopping: list[int]) -> None:
+    @staticmethod
+    def _wait_for_ports(children: list[_Child], ports: list[int], stopping: list[int]) -> bool:
+        """Wait until every port answers (or a time-out); False when stopping or a child has exited."""
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while time.monotonic() < deadline and not stopping:
-            if any(child.process.poll() is not None for child in children):
-                return
-            if _port_in_use(port):
+            if _exited(children):
+                return False
+            if all(_port_in_use(p) for p in ports):
                 break
             time.sleep(0.2)
-        if not stopping:
-            self._banner(login, port)
+        return not stopping
 
     @staticmethod
     def _wait_for_first_exit(children: list[_Child]) -> _Child:
@@ -185,7 +275,7 @@ class Command(BaseCommand):
             time.sleep(0.2)
 
     def _stop_all(self, children: list[_Child]) -> None:
-        for child in children:
+        for child in reversed(children):  # the fake LINE last
             child.signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for child in children:
@@ -223,6 +313,10 @@ class _Child:
             os.killpg(self.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def _exited(children: list[_Child]) -> bool:
+    return any(child.process.poll() is not None for child in children)
 
 
 def _port_in_use(port: int) -> bool:

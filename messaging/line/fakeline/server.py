@@ -9,6 +9,9 @@ and are recorded as invalid, so a test fixture can fail the test.
 Order of checks: route → host → Authorization → parameters and body → injected failures (``fail_next`` /
 ``fail_all``) → stateful handler → record → injected delay (``delay_next``; the request has already been
 processed, only the answer is late – which is what a client time-out looks like).
+
+The API port also serves a small control API under ``/_fake/`` (``control.py``: reply tokens, users, contents,
+delivered messages) for a fake running outside pytest (``manage.py fakeline``); it is neither validated nor recorded.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .control import FakeLineControl
 from .state import (
     DEFAULT_ERROR_BODIES,
     MAX_DELAY_SECONDS,
@@ -513,6 +517,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HostServer
 
     def _serve(self) -> None:
+        control = self.server.control
+        if control is not None and control.handles(urlsplit(self.path).path):
+            self._serve_control(control)
+            return
         try:
             body = self._read_body()
         except ValueError as exc:
@@ -533,6 +541,35 @@ class _Handler(BaseHTTPRequestHandler):
             if self.command != "HEAD":
                 self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (time-out tests)
+            self.close_connection = True
+
+    def _serve_control(self, control: FakeLineControl) -> None:
+        """A request of the control API (``/_fake/...``): never validated as LINE's, never recorded."""
+        limit = control.body_limit(self.command, urlsplit(self.path).path)
+        try:
+            declared = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            declared = -1
+        if declared < 0 or self.headers.get("Transfer-Encoding"):
+            status, answer = 411, {"message": "send a Content-Length (no chunked bodies)"}
+            self.close_connection = True
+        elif declared > limit:
+            status, answer = 413, {"message": f"the body is larger than {limit} bytes"}
+            self.close_connection = True
+        else:
+            body = self.rfile.read(declared) if declared else b""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, answer = control.handle(self.command, self.path, headers, body)
+        payload = json.dumps(answer, ensure_ascii=False).encode("utf-8")
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
     def _read_body(self) -> bytes:
@@ -560,10 +597,13 @@ class _HostServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, host_kind: str, platform: FakeLinePlatform):
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(
+        self, host_kind: str, platform: FakeLinePlatform, port: int = 0, control: FakeLineControl | None = None
+    ):
+        super().__init__(("127.0.0.1", port), _Handler)
         self.host_kind = host_kind
         self.platform = platform
+        self.control = control  # the control API (/_fake/...), on the API host only
 
     @property
     def url(self) -> str:
@@ -573,9 +613,14 @@ class _HostServer(ThreadingHTTPServer):
 class FakeLineServer:
     """The fake LINE platform on two local ports plus the helpers tests use (see the ``fake_line`` fixture)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, api_port: int = 0, data_port: int = 0) -> None:
+        """``api_port`` / ``data_port``: fixed ports for a fake run by hand (``manage.py fakeline``); 0 picks free
+        ones (tests)."""
         self.platform = FakeLinePlatform()
         self.state = self.platform.state
+        #: The control API served under /_fake/ on the API port (see control.py).
+        self.control = FakeLineControl(self.state)
+        self._ports = {HOST_API: api_port, HOST_DATA: data_port}
         self._servers: dict[str, _HostServer] = {}
         self._threads: list[threading.Thread] = []
 
@@ -585,7 +630,13 @@ class FakeLineServer:
         if self._servers:
             return self
         for kind in (HOST_API, HOST_DATA):
-            server = _HostServer(kind, self.platform)
+            try:
+                server = _HostServer(
+                    kind, self.platform, self._ports[kind], self.control if kind == HOST_API else None
+                )
+            except OSError:
+                self.stop()  # the other port, if it was already open
+                raise
             thread = threading.Thread(
                 target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"fake-line-{kind}", daemon=True
             )
@@ -618,6 +669,11 @@ class FakeLineServer:
     def data_url(self) -> str:
         """Base URL standing in for https://api-data.line.me (settings.LINE_API_DATA_BASE_URL)."""
         return self._servers[HOST_DATA].url
+
+    @property
+    def control_url(self) -> str:
+        """Base URL of the control API (issue reply tokens, add users and contents, read delivered messages)."""
+        return self.url + "/_fake"
 
     def reset(self) -> None:
         """Forget calls, behaviours and data (done before every test by the fixture)."""
