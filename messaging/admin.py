@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from messaging import services
+from messaging.line import parse
 from messaging.models import InboxEvent, LineChannelSettings, LineFollowEvent, LineUser, OutboxMessage
 
 
@@ -57,24 +58,39 @@ class InboxEventAdmin(ReadOnlyAdmin):
     def error_summary(self, obj):
         return _short(obj.last_error)
 
-    @admin.display(description=_("イベント"))
+    @admin.display(description=_("イベント（住民が送った内容は表示しません）"))
     def payload_pretty(self, obj):
-        return _pretty_json(obj.payload)
+        # Never what the resident typed, picked or sent, even while the event still holds it.
+        return _pretty_json(parse.redact(obj.payload))
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields if f.name != "payload"] + ["payload_pretty"]
 
-    @admin.action(description=_("選択した失敗イベントを再処理する"), permissions=["change"])
+    @admin.action(description=_("選択した再試行中のイベントをすぐに再処理する"), permissions=["change"])
     def retry_events(self, request, queryset):
-        count = services.inbox_retry(ids=list(queryset.values_list("pk", flat=True)))
-        self.message_user(
-            request,
-            ngettext(
-                "%(count)d 件を再処理の待ち行列に戻しました。", "%(count)d 件を再処理の待ち行列に戻しました。", count
+        ids = list(queryset.values_list("pk", flat=True))
+        count = services.inbox_retry(ids=ids)
+        if count:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d 件を再処理の待ち行列に戻しました。",
+                    "%(count)d 件を再処理の待ち行列に戻しました。",
+                    count,
+                )
+                % {"count": count},
+                messages.SUCCESS,
             )
-            % {"count": count},
-            messages.SUCCESS if count else messages.WARNING,
-        )
+        if count < len(ids):
+            self.message_user(
+                request,
+                _(
+                    "%(skipped)d 件は再処理できません。再処理できるのは、失敗して再試行中（未処理）のイベントだけです。"
+                    "保留になったイベントは、住民が送った内容を消去済みです。"
+                )
+                % {"skipped": len(ids) - count},
+                messages.WARNING,
+            )
 
 
 @admin.register(OutboxMessage)
@@ -94,7 +110,7 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
     search_fields = ["line_user_id", "line_request_id", "retry_key"]
     date_hierarchy = "created_at"
     exclude = ["payload", "claim_token"]
-    actions = ["retry_messages"]
+    actions = ["retry_messages", "resend_unknown_by_push"]
 
     @admin.display(description=_("エラー"))
     def error_summary(self, obj):
@@ -117,6 +133,20 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
             % {"count": count},
             messages.SUCCESS if count else messages.WARNING,
         )
+
+    @admin.action(
+        description=_("プッシュで再送（送信結果不明のメッセージ：住民に届いていないことを確かめてから）"),
+        permissions=["change"],
+    )
+    def resend_unknown_by_push(self, request, queryset):
+        count = services.outbox_resend_unknown(ids=list(queryset.values_list("pk", flat=True)))
+        if count:
+            message = ngettext(
+                "%(count)d 件をプッシュで再送します。", "%(count)d 件をプッシュで再送します。", count
+            ) % {"count": count}
+        else:
+            message = _("再送したメッセージはありません（送信結果不明のメッセージだけが対象です）。")
+        self.message_user(request, message, messages.SUCCESS if count else messages.WARNING)
 
 
 class LineFollowEventInline(admin.TabularInline):

@@ -6,10 +6,13 @@ while holding that resident's `LineUser` row (SELECT ... FOR UPDATE SKIP LOCKED)
 
 Outbox: every message to LINE is an `OutboxMessage` row written in the same transaction as the
 conversation step that caused it. Its `retry_key` is fixed at creation and reused for every push
-retry; a reply is attempted at most once (`reply_attempted_at`).
+retry; a reply is attempted at most once (`reply_attempted_at`). A reply whose outcome LINE
+never told us (time-out, 5xx) is not pushed again blindly: the row becomes "unknown" and staff
+decide (admin action "プッシュで再送").
 
-Personal data: an inbox row keeps the raw event only until it is processed (then it is
-redacted); outbox payloads hold what the engine chose to show (sensitive answers are masked).
+Personal data: an inbox row keeps the raw event only while it may still be processed (it is
+redacted once done, ignored or parked); outbox payloads hold what the engine chose to show
+(sensitive answers are masked).
 """
 
 import uuid
@@ -102,7 +105,7 @@ class LineFollowEvent(models.Model):
         ordering = ["-occurred_at", "-id"]
 
     def __str__(self):
-        return f"{self.get_kind_display()} {self.occurred_at:%Y-%m-%d %H:%M}"
+        return f"{self.get_kind_display()} {timezone.localtime(self.occurred_at):%Y-%m-%d %H:%M}"
 
 
 class InboxEvent(models.Model):
@@ -121,7 +124,9 @@ class InboxEvent(models.Model):
     message_type = models.CharField(_("メッセージの種類"), max_length=20, blank=True)
     line_timestamp = models.DateTimeField(_("LINE の発生日時"))
     is_redelivery = models.BooleanField(_("再送"), default=False)
-    payload = models.JSONField(_("イベント"), help_text=_("処理が終わると、住民が送った内容は消去されます。"))
+    payload = models.JSONField(
+        _("イベント"), help_text=_("処理が終わる（または保留になる）と、住民が送った内容は消去されます。")
+    )
     status = models.CharField(_("状態"), max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(_("処理回数"), default=0)
     last_error = models.TextField(_("最後のエラー"), blank=True)
@@ -154,6 +159,9 @@ class OutboxMessage(models.Model):
         SENDING = "sending", _("送信中")
         SENT = "sent", _("送信済み")
         FAILED = "failed", _("失敗")
+        # A reply whose outcome is unknown (time-out, 5xx): it may have arrived. Not sent again
+        # unless staff, having checked, resend it by push.
+        UNKNOWN = "unknown", _("送信結果不明")
 
     line_user_id = models.CharField(_("LINE ユーザーID"), max_length=64, db_index=True)
     inbox_event = models.ForeignKey(

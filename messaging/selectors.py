@@ -6,11 +6,7 @@ from datetime import datetime
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from messaging.models import InboxEvent, LineChannelSettings, OutboxMessage
-
-
-def channel_settings_get() -> LineChannelSettings:
-    return LineChannelSettings.load()
+from messaging.models import InboxEvent, OutboxMessage
 
 
 def inbox_waiting_user_ids(*, received_before: datetime, limit: int = 500) -> list[str]:
@@ -34,7 +30,8 @@ def inbox_next_pending(*, line_user_id: str) -> QuerySet[InboxEvent]:
 def outbox_due(*, now: datetime) -> QuerySet[OutboxMessage]:
     """Rows that may be sent now: due, and no earlier row of the same resident is still unsent.
 
-    A row left "sending" past its lease (a sender that died) is due again.
+    A row left "sending" past its lease (a sender that died) is due again. Rows that are failed or
+    "unknown" (waiting for staff) do not hold back the resident's later rows.
     """
     unsent = (OutboxMessage.Status.PENDING, OutboxMessage.Status.SENDING)
     earlier_unsent = OutboxMessage.objects.filter(

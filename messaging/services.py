@@ -8,9 +8,14 @@
         token is fresh (at most once), otherwise push with the row's retry key.
         Every call first takes its turn from LINE's rate limit (messaging/ratelimit.py); a row
         over the limit is put back until the next window, without waiting.
+        A reply has no retry key, so a reply whose outcome is unknown (no answer after the request
+        went out, 5xx) is never followed by a push of the same messages: the row becomes "unknown"
+        for staff to check. A reply LINE clearly did not take (token refused or expired, 429, no
+        connection) goes by push with the retry key.
     inbox_sweep (every minute): wakes what a lost wake-up left behind.
 
-Logs carry ids and statuses only, never what a resident sent.
+Logs carry ids, statuses and exception classes, never what a resident sent (nor exception
+messages, which can quote it).
 """
 
 from __future__ import annotations
@@ -18,11 +23,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import io
 import json
 import logging
 import random
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -34,6 +39,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from govtech.images import sniff_image
 from messaging import ratelimit, selectors
 from messaging.line import parse, render
 from messaging.line.client import LineClient, SendResult
@@ -54,7 +60,9 @@ OUTBOX_MAX_ATTEMPTS = 10
 OUTBOX_LEASE = timedelta(minutes=5)  # > one batch of calls, each bounded by the client time-out
 OUTBOX_BACKOFF_MAX_SECONDS = 600
 RETRY_KEY_WINDOW = timedelta(hours=23)  # LINE honours a retry key for 24 hours
-_PIL_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
+UNKNOWN_REPLY_REASON = "LINE の応答が不明のため再送していません"
+INBOX_ERROR_MESSAGE = "処理中にエラーが発生しました"
+CONTENT_ERROR_MESSAGE = "LINE からメッセージの内容を取得できませんでした"
 
 
 def _delay(func, *args) -> None:
@@ -67,6 +75,11 @@ def wake_inbox_worker(line_user_id: str) -> None:
 
 def wake_sender(ids: list[int] | None = None) -> None:
     _delay("messaging.tasks.send_outbox", ids)
+
+
+def _trace(error: BaseException) -> str:
+    """Where an exception was raised (file, line, code), without its message: that can quote input."""
+    return "".join(traceback.format_tb(error.__traceback__)).rstrip()
 
 
 # --------------------------------------------------------------------------
@@ -86,15 +99,27 @@ def signature_is_valid(*, body: bytes, signature: str | None, channel_secret: st
     return hmac.compare_digest(base64.b64encode(digest), given)
 
 
-def inbox_store(*, events: list[dict]) -> set[str]:
+def inbox_store(*, events: list) -> set[str]:
     """Store every event of one webhook request in one transaction; a redelivered event is a no-op.
 
-    The events must have passed `parse.callback_problems`. Workers are woken after the commit;
-    returns the users whose events were handed to them.
+    A malformed event (`parse.event_problems`) does not cost the others: it is stored as ignored
+    with the reason and without the resident's input, or, when it has no usable webhookEventId
+    (nothing to recognise a redelivery by), skipped with a log line. Workers are woken after the
+    commit; returns the users whose events were handed to them.
     """
     now = timezone.now()
     rows = []
-    for event in events:
+    for index, event in enumerate(events):
+        event = parse.without_nul(event)
+        problems = parse.event_problems(index, event)
+        if problems:
+            fields = parse.malformed_fields(event, problems, now)
+            if fields is None:
+                logger.warning("webhook: events[%d] skipped: malformed, without a usable webhookEventId", index)
+                continue
+            logger.warning("webhook: event %s stored as ignored: malformed", fields["webhook_event_id"])
+            rows.append(InboxEvent(status=InboxEvent.Status.IGNORED, processed_at=now, **fields))
+            continue
         row = InboxEvent(payload=event, **parse.inbox_fields(event))
         if not row.line_user_id:
             # Nobody to answer and no conversation to continue (e.g. some group or room events).
@@ -134,9 +159,10 @@ def inbox_process_user(
     """Process one resident's pending events, oldest first, one transaction per event.
 
     Holds the resident's LineUser row (FOR UPDATE SKIP LOCKED) while an event is processed, so
-    two workers never process one resident at once; a worker that finds it held stops. An event
-    that fails stays pending (attempts + 1) and stops the run, so later events wait for it; after
-    INBOX_MAX_ATTEMPTS it is parked as failed and the later events go on.
+    two workers never process one resident at once; a worker that finds it held stops, and the
+    holder looks again once it has let go (see "empty" below). An event that fails stays pending
+    (attempts + 1) and stops the run, so later events wait for it; after INBOX_MAX_ATTEMPTS it is
+    parked as failed (and redacted) and the later events go on.
     """
     run = InboxRun()
     if not line_user_id:
@@ -150,9 +176,21 @@ def inbox_process_user(
         outcome = _inbox_process_next(line_user_id)
         run.outcomes.append(outcome)
         if outcome == "busy":
+            # Another worker holds this resident: it looks again after letting go ("empty" below).
             run.busy = True
             break
         if outcome == "empty":
+            # Found nothing while holding the resident; but an event may have been committed after
+            # that look and before the claim was let go, and its own wake-up may have found the
+            # resident held and stopped ("busy"). Look again now that the claim is released (the
+            # transaction of _inbox_process_next has committed): any event whose wake-up found
+            # us busy was committed before that wake-up tried, hence before we let go, so this
+            # look sees it and we go on with it. A worker that finds the resident busy needs no
+            # timer: whoever held the resident does this same look after releasing. (A delayed
+            # wake-up would not help much anyway: django-q2 cannot delay a task, and its scheduler
+            # runs Schedules about once a minute, close to the sweep's own delay.)
+            if selectors.inbox_next_pending(line_user_id=line_user_id).exists():
+                continue
             break
         if outcome == "retry":
             run.failed += 1
@@ -191,18 +229,28 @@ def _inbox_process_next(line_user_id: str) -> str:
 
 
 def _inbox_failed(event: InboxEvent, error: Exception) -> str:
+    """Count a failed attempt; park the event after INBOX_MAX_ATTEMPTS.
+
+    `last_error` gets the exception's class and a fixed message, never the exception's text (it can
+    quote what the resident sent). A parked event is redacted like a processed one: nothing of the
+    resident's input is kept, so it cannot be processed again (see inbox_retry).
+    """
     event.refresh_from_db()  # forget whatever the failed attempt changed in memory
     event.attempts += 1
-    event.last_error = f"{type(error).__name__}: {error}"[:2000]
+    message = CONTENT_ERROR_MESSAGE if isinstance(error, ContentUnavailable) else INBOX_ERROR_MESSAGE
+    event.last_error = f"{type(error).__name__}: {message}"
     parked = event.attempts >= INBOX_MAX_ATTEMPTS
     if parked:
+        event.last_error += f"（{event.attempts} 回失敗したため保留）"
         event.status = InboxEvent.Status.FAILED
         event.processed_at = timezone.now()
-    event.save(update_fields=["attempts", "last_error", "status", "processed_at"])
+        event.payload = parse.redact(event.payload)
+    event.save(update_fields=["attempts", "last_error", "status", "processed_at", "payload"])
+    name, trace = type(error).__name__, _trace(error)
     if parked:
-        logger.error("inbox event %s parked after %d attempts (%s)", event.pk, event.attempts, type(error).__name__)
+        logger.error("inbox event %s parked after %d attempts (%s)\n%s", event.pk, event.attempts, name, trace)
         return "parked"
-    logger.warning("inbox event %s failed (attempt %d, %s)", event.pk, event.attempts, type(error).__name__)
+    logger.warning("inbox event %s failed (attempt %d, %s)\n%s", event.pk, event.attempts, name, trace)
     return "retry"
 
 
@@ -274,30 +322,6 @@ def _follow_record(user: LineUser, event: InboxEvent, *, follow: bool, is_unbloc
 # -- images ----------------------------------------------------------------
 
 
-def _sniff(data: bytes) -> str | None:
-    """The real type of image bytes (Pillow), or None when they are not a readable image."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image_format = image.format or ""
-            image.verify()
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
-        return None
-    return _PIL_TYPES.get(image_format, f"image/{image_format.lower()}" if image_format else None)
-
-
-def _sniff_prefix(data: bytes) -> str | None:
-    """The type announced by the first bytes (for content too large to verify)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return _PIL_TYPES.get(image.format or "", f"image/{(image.format or '').lower()}")
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
-        return None
-
-
 def _image_event(parsed: parse.Parsed, stored: list[str]) -> Event:
     """Fetch the content from LINE's data host, check it, store it; an image Event either way.
 
@@ -316,7 +340,7 @@ def _image_event(parsed: parse.Parsed, stored: list[str]) -> Event:
             },
         )
     with LineClient() as line:
-        content = line.message_content(parsed.message_id)
+        content = line.message_content(parsed.message_id, max_bytes=max_bytes)  # never reads more
     result = content.result
     if not result.ok:
         if result.status is not None and 400 <= result.status < 500 and result.status != 429:
@@ -324,10 +348,10 @@ def _image_event(parsed: parse.Parsed, stored: list[str]) -> Event:
             return Event(type="image", data={"ref": "", "content_type": "", "size": 0})
         raise ContentUnavailable(f"content of message {parsed.message_id}: {result.status or 'no answer'}")
     data, size = content.data, len(content.data)
-    if size > max_bytes:
-        kind = _sniff_prefix(data[:65536]) or content.content_type or "application/octet-stream"
-        return Event(type="image", data={"ref": rejected, "content_type": kind, "size": size})
-    kind = _sniff(data)
+    if content.too_large:
+        kind = sniff_image(data, verify=False)[0] or content.content_type or "application/octet-stream"
+        return Event(type="image", data={"ref": rejected, "content_type": kind, "size": content.size})
+    kind = sniff_image(data)[0]
     if kind not in IMAGE_TYPES:
         kind = kind or parsed.declared_type or "application/octet-stream"
         if kind in IMAGE_TYPES:  # the name said JPEG/PNG but the bytes are not a readable image
@@ -389,6 +413,17 @@ def outbox_push_create(*, line_user_id: str, messages: list[dict]) -> list[int]:
 # --------------------------------------------------------------------------
 # Outbox sender
 # --------------------------------------------------------------------------
+#
+# A row's reply, step by step (what is committed before and after the call to LINE):
+#   claim:        status sending, claim_token, lease           (no reply yet: a dead sender's row is
+#                                                               taken over after its lease, reply allowed)
+#   before call:  reply_attempted_at = now                      (from here on, never replied again)
+#   answer 2xx:   sent
+#   not taken:    reply_token = ""                              (token refused/expired, 429, no connection:
+#                                                               nothing was sent; push with the retry key)
+#   unknown:      status unknown                                (no answer after the request went out, 5xx)
+# A row with reply_attempted_at set and its reply_token still there has a reply call whose outcome
+# was never recorded (its sender died during the call): it is marked unknown when next claimed.
 
 
 @dataclass
@@ -397,6 +432,8 @@ class SendRun:
     retrying: int = 0
     failed: int = 0
     deferred: int = 0  # put back until LINE's rate limit allows the call
+    unknown: int = 0  # a reply that may or may not have arrived: left to staff, never pushed blindly
+    lost: int = 0  # the claim ran out and another sender took the row over before the call
 
 
 def _backoff(attempts: int, base_seconds: float) -> timedelta:
@@ -410,7 +447,9 @@ def outbox_send(*, ids: list[int] | None = None, now=None, batch_size: int = 5, 
 
     Rows of one resident go strictly in order: a row waits while an earlier one is unsent.
     Small batches and a time budget keep a run well inside the task time-out (and the claim
-    lease): what is left is sent by the next run or the sweep.
+    lease): what is left is sent by the next run or the sweep. An unexpected exception while
+    sending one row is that row's failed attempt (retried with back-off, given up after
+    OUTBOX_MAX_ATTEMPTS); the run goes on with the other rows.
     """
     clock = (lambda: now) if now is not None else timezone.now
     deadline = time.monotonic() + budget_seconds
@@ -426,7 +465,10 @@ def outbox_send(*, ids: list[int] | None = None, now=None, batch_size: int = 5, 
             if not claimed:
                 break
             for row, mode in claimed:
-                outcome = _outbox_deliver(line, row, mode, clock())
+                try:
+                    outcome = _outbox_deliver(line, row, mode, clock())
+                except Exception as error:
+                    outcome = _outbox_crashed(row, error, clock())
                 setattr(run, outcome, getattr(run, outcome) + 1)
             if run.deferred:
                 # LINE's limit is used up for now: claiming more would only put them back too.
@@ -445,8 +487,18 @@ def _reply_possible(row: OutboxMessage, now) -> bool:
     )
 
 
+def _reply_unsettled(row: OutboxMessage) -> bool:
+    """A reply call was started for this row and what came of it was never recorded."""
+    return row.reply_attempted_at is not None and bool(row.reply_token)
+
+
 def _outbox_claim(users, now, batch_size: int) -> list[tuple[OutboxMessage, str]]:
-    """Mark due rows as being sent (committed before any call to LINE)."""
+    """Mark due rows as being sent (committed before any call to LINE).
+
+    Rows that must not be sent again are settled here instead: a reply whose sender died during
+    the call (unknown), and a row that has used up its attempts (failed; a sender that keeps dying
+    on it never reaches the give-up in _retry).
+    """
     with transaction.atomic():
         queryset = selectors.outbox_due(now=now).select_for_update(skip_locked=True)
         if users is not None:
@@ -454,17 +506,42 @@ def _outbox_claim(users, now, batch_size: int) -> list[tuple[OutboxMessage, str]
         rows = list(queryset.order_by("id")[:batch_size])
         claimed = []
         for row in rows:
+            settled = {"claim_token": None, "lease_until": None}
+            if _reply_unsettled(row):
+                row.status, row.reply_token = OutboxMessage.Status.UNKNOWN, ""
+                row.last_error = f"{UNKNOWN_REPLY_REASON}（応答の送信中に処理が中断しました）"
+                OutboxMessage.objects.filter(pk=row.pk).update(
+                    status=row.status, reply_token="", last_error=row.last_error, **settled
+                )
+                logger.error("outbox %s: its reply was interrupted; the outcome is unknown, not sent again", row.pk)
+                continue
+            if row.attempts >= OUTBOX_MAX_ATTEMPTS:
+                row.status = OutboxMessage.Status.FAILED
+                row.last_error = f"gave up after {row.attempts} attempts: {row.last_error or 'interrupted'}"[:2000]
+                OutboxMessage.objects.filter(pk=row.pk).update(status=row.status, last_error=row.last_error, **settled)
+                logger.error("outbox %s failed for good: no attempts left", row.pk)
+                continue
             mode = OutboxMessage.Kind.REPLY if _reply_possible(row, now) else OutboxMessage.Kind.PUSH
             row.status = OutboxMessage.Status.SENDING
             row.claim_token = uuid.uuid4()
             row.lease_until = now + OUTBOX_LEASE
             row.attempts += 1
-            if mode == OutboxMessage.Kind.REPLY:
-                # Recorded before the call: whatever happens next, this row is never replied again.
-                row.reply_attempted_at = now
-            row.save(update_fields=["status", "claim_token", "lease_until", "attempts", "reply_attempted_at"])
+            row.save(update_fields=["status", "claim_token", "lease_until", "attempts"])
             claimed.append((row, mode))
         return claimed
+
+
+def _mark(row: OutboxMessage, **fields) -> bool:
+    """Record `fields` of a row this sender still holds (committed at once); False if the claim was lost."""
+    updated = OutboxMessage.objects.filter(
+        pk=row.pk, claim_token=row.claim_token, status=OutboxMessage.Status.SENDING
+    ).update(**fields)
+    if not updated:
+        logger.warning("outbox %s: the claim was lost before the call", row.pk)
+        return False
+    for name, value in fields.items():
+        setattr(row, name, value)
+    return True
 
 
 def _settle(row: OutboxMessage, **fields) -> None:
@@ -473,6 +550,10 @@ def _settle(row: OutboxMessage, **fields) -> None:
     ).update(claim_token=None, lease_until=None, **fields)
     if not updated:
         logger.warning("outbox %s: the claim was lost before the result was recorded", row.pk)
+
+
+def _describe(result: SendResult) -> str:
+    return f"{result.status or 'no answer'}: {result.error}"
 
 
 def _sent(row: OutboxMessage, via: str, result: SendResult, now) -> str:
@@ -489,34 +570,53 @@ def _sent(row: OutboxMessage, via: str, result: SendResult, now) -> str:
     return "sent"
 
 
-def _failed(row: OutboxMessage, result: SendResult, now, reason: str = "") -> str:
-    error = reason or f"{result.status or 'no answer'}: {result.error}"
-    _settle(row, status=OutboxMessage.Status.FAILED, last_error=error[:2000], line_request_id=result.request_id or "")
-    logger.error("outbox %s failed for good (status %s)", row.pk, result.status)
+def _failed(row: OutboxMessage, error: str, *, result: SendResult | None = None) -> str:
+    request_id = result.request_id if result is not None else ""
+    _settle(row, status=OutboxMessage.Status.FAILED, last_error=error[:2000], line_request_id=request_id or "")
+    logger.error("outbox %s failed for good (status %s)", row.pk, result.status if result is not None else None)
     return "failed"
 
 
-def _retry(row: OutboxMessage, result: SendResult, now) -> str:
+def _retry(row: OutboxMessage, error: str, now, *, result: SendResult | None = None) -> str:
     if row.attempts >= OUTBOX_MAX_ATTEMPTS:
-        return _failed(
-            row,
-            result,
-            now,
-            reason=f"gave up after {row.attempts} attempts: {result.status or 'no answer'}: {result.error}",
-        )
-    base = 10 if result.status == 429 else 5
+        return _failed(row, f"gave up after {row.attempts} attempts: {error}", result=result)
+    status = result.status if result is not None else None
     _settle(
         row,
         status=OutboxMessage.Status.PENDING,
-        next_attempt_at=now + _backoff(row.attempts, base),
-        last_error=f"{result.status or 'no answer'}: {result.error}"[:2000],
+        next_attempt_at=now + _backoff(row.attempts, 10 if status == 429 else 5),
+        last_error=error[:2000],
     )
-    logger.warning("outbox %s will be retried (status %s, attempt %d)", row.pk, result.status, row.attempts)
+    logger.warning("outbox %s will be retried (status %s, attempt %d)", row.pk, status, row.attempts)
     return "retrying"
+
+
+def _retry_result(row: OutboxMessage, result: SendResult, now) -> str:
+    return _retry(row, _describe(result), now, result=result)
+
+
+def _unknown(row: OutboxMessage, error: str, *, result: SendResult | None = None) -> str:
+    _settle(
+        row,
+        status=OutboxMessage.Status.UNKNOWN,
+        reply_token="",
+        last_error=f"{UNKNOWN_REPLY_REASON}（{error}）"[:2000],
+        line_request_id=(result.request_id if result is not None else "") or "",
+    )
+    status = result.status if result is not None else None
+    logger.error("outbox %s: the reply's outcome is unknown (status %s); not sent again, staff decide", row.pk, status)
+    return "unknown"
 
 
 def _retryable(result: SendResult) -> bool:
     return result.status is None or result.status == 429 or result.status >= 500
+
+
+def _reply_outcome_unknown(result: SendResult) -> bool:
+    """LINE may have delivered the reply: no answer although the request went out, or a 5xx."""
+    if result.status is None:
+        return result.request_sent
+    return result.status >= 500
 
 
 def _invalid_reply_token(result: SendResult) -> bool:
@@ -528,7 +628,8 @@ def outbox_rate_limited(row: OutboxMessage, operation: str, now, *, called: bool
 
     False: call LINE now. True: the limit is used up for this window and the row was given back,
     pending until the next window (no sleeping: the worker goes on). Unless LINE was `called` already
-    for this claim, the claim is undone (attempts, and a reply not tried) as if it never happened.
+    for this claim, the claim's attempt is undone as if it never happened (a reply is recorded as
+    attempted only after this check, so a reply stays possible).
     """
     next_attempt_at = ratelimit.retry_at(operation, now)
     if next_attempt_at is None:
@@ -536,36 +637,60 @@ def outbox_rate_limited(row: OutboxMessage, operation: str, now, *, called: bool
     fields = {"status": OutboxMessage.Status.PENDING, "next_attempt_at": next_attempt_at}
     if not called:
         fields["attempts"] = row.attempts - 1
-        if operation == ratelimit.REPLY:
-            fields["reply_attempted_at"] = None  # the token was not used: a reply is still possible
     _settle(row, **fields)
     logger.info("outbox %s deferred by the %s rate limit until %s", row.pk, operation, next_attempt_at)
     return True
 
 
 def _outbox_deliver(line: LineClient, row: OutboxMessage, mode: str, now) -> str:
+    if mode == OutboxMessage.Kind.REPLY and not _reply_possible(row, now):
+        mode = OutboxMessage.Kind.PUSH  # the token expired while the rows claimed before it were sent
     if mode == OutboxMessage.Kind.REPLY:
         if outbox_rate_limited(row, ratelimit.REPLY, now):
             return "deferred"
+        # Committed before the call: whatever happens next, this row is never replied again.
+        if not _mark(row, reply_attempted_at=now):
+            return "lost"
         result = line.reply(row.reply_token, row.payload)
         if result.ok:
             return _sent(row, OutboxMessage.Kind.REPLY, result, now)
+        if _reply_outcome_unknown(result):
+            # Maybe delivered, maybe not. A reply has no retry key, so a push of the same messages
+            # could reach the resident twice: leave it to staff (admin action "プッシュで再送").
+            return _unknown(row, _describe(result), result=result)
+        # LINE did not take the reply: nothing was sent. The token is spent for this row, which
+        # goes by push from now on (committed now, so a sender dying during the push is not
+        # mistaken for one dying during the reply).
+        if not _mark(row, reply_token=""):
+            return "lost"
+        if _retryable(result):  # 429, or no connection could be made: push after the back-off
+            return _retry_result(row, result, now)
         if not _invalid_reply_token(result):
-            if _retryable(result):
-                # Maybe delivered, maybe not: never reply again; the next attempt is a push.
-                return _retry(row, result, now)
-            return _failed(row, result, now)
-        # LINE refused the token (expired or used): nothing was sent, push the same messages now.
+            return _failed(row, _describe(result), result=result)
+        # LINE refused the token (expired or used): push the same messages now.
     if now - row.retry_key_issued_at > RETRY_KEY_WINDOW:
-        return _failed(row, SendResult(status=None), now, reason="not sent within the retry key's 24 hours")
+        return _failed(row, "not sent within the retry key's 24 hours")
     if outbox_rate_limited(row, ratelimit.PUSH, now, called=mode == OutboxMessage.Kind.REPLY):
         return "deferred"
     result = line.push(row.line_user_id, row.payload, str(row.retry_key))
     if result.ok or result.status == 409:  # 409: accepted earlier with this retry key
         return _sent(row, OutboxMessage.Kind.PUSH, result, now)
     if _retryable(result):
-        return _retry(row, result, now)
-    return _failed(row, result, now)
+        return _retry_result(row, result, now)
+    return _failed(row, _describe(result), result=result)
+
+
+def _outbox_crashed(row: OutboxMessage, error: Exception, now) -> str:
+    """An exception the sender did not expect, for one claimed row: record its class, not its text.
+
+    While a reply call may have gone out, the outcome is unknown (never pushed blindly); otherwise
+    it is a failed attempt like a 5xx: retried with back-off, given up after OUTBOX_MAX_ATTEMPTS.
+    """
+    name = type(error).__name__
+    logger.error("outbox %s: unexpected %s while sending\n%s", row.pk, name, _trace(error))
+    if _reply_unsettled(row):
+        return _unknown(row, f"unexpected error: {name}")
+    return _retry(row, f"unexpected error: {name}", now)
 
 
 # --------------------------------------------------------------------------
@@ -585,34 +710,69 @@ def inbox_sweep(*, now=None) -> dict:
     return {"users": len(users), "outbox_due": outbox_due}
 
 
+def _holds_input(event: InboxEvent) -> bool:
+    return not (isinstance(event.payload, dict) and event.payload.get("redacted") is True)
+
+
 @transaction.atomic
 def inbox_retry(*, ids: list[int]) -> int:
-    """Put parked events back in the queue (staff action); their residents' workers are woken."""
-    events = InboxEvent.objects.select_for_update().filter(pk__in=ids, status=InboxEvent.Status.FAILED)
-    users = set(events.values_list("line_user_id", flat=True))
-    count = events.update(status=InboxEvent.Status.PENDING, attempts=0, processed_at=None)
-    for line_user_id in sorted(users - {""}):
+    """Process events again now (staff action); their residents' workers are woken.
+
+    Only events that still hold what the resident sent: those failing and still being retried
+    (pending, attempts > 0: the count starts again). A parked event was redacted, so there is
+    nothing left to process; it is skipped.
+    """
+    candidates = InboxEvent.objects.select_for_update().filter(
+        pk__in=ids, status__in=[InboxEvent.Status.PENDING, InboxEvent.Status.FAILED]
+    )
+    events = [
+        event
+        for event in candidates
+        if _holds_input(event) and (event.status == InboxEvent.Status.FAILED or event.attempts > 0)
+    ]
+    count = InboxEvent.objects.filter(pk__in=[event.pk for event in events]).update(
+        status=InboxEvent.Status.PENDING, attempts=0, processed_at=None
+    )
+    for line_user_id in sorted({event.line_user_id for event in events} - {""}):
         transaction.on_commit(lambda user=line_user_id: wake_inbox_worker(user), robust=True)
     return count
 
 
-@transaction.atomic
-def outbox_retry(*, ids: list[int]) -> int:
-    """Send failed rows again, by push (staff action)."""
-    now = timezone.now()
-    count = 0
-    for row in OutboxMessage.objects.select_for_update().filter(pk__in=ids, status=OutboxMessage.Status.FAILED):
+def _requeue_by_push(rows, now) -> list[int]:
+    ids = []
+    for row in rows:
         row.status = OutboxMessage.Status.PENDING
         row.kind = OutboxMessage.Kind.PUSH
+        row.reply_token = ""
         row.attempts = 0
         row.next_attempt_at = now
-        fields = ["status", "kind", "attempts", "next_attempt_at"]
+        fields = ["status", "kind", "reply_token", "attempts", "next_attempt_at"]
         if now - row.retry_key_issued_at > RETRY_KEY_WINDOW:
             row.retry_key = uuid.uuid4()  # the old key has expired at LINE
             row.retry_key_issued_at = now
             fields += ["retry_key", "retry_key_issued_at"]
         row.save(update_fields=fields)
-        count += 1
-    if count:
-        transaction.on_commit(lambda: wake_sender(list(ids)), robust=True)
-    return count
+        ids.append(row.pk)
+    if ids:
+        transaction.on_commit(lambda: wake_sender(ids), robust=True)
+    return ids
+
+
+@transaction.atomic
+def outbox_retry(*, ids: list[int]) -> int:
+    """Send failed rows again, by push (staff action)."""
+    rows = OutboxMessage.objects.select_for_update().filter(pk__in=ids, status=OutboxMessage.Status.FAILED)
+    return len(_requeue_by_push(rows, timezone.now()))
+
+
+@transaction.atomic
+def outbox_resend_unknown(*, ids: list[int]) -> int:
+    """Send rows whose reply's outcome is unknown again, by push (staff action, after checking).
+
+    The reply may have arrived: staff check first (e.g. with the resident) that it did not.
+    """
+    rows = OutboxMessage.objects.select_for_update().filter(pk__in=ids, status=OutboxMessage.Status.UNKNOWN)
+    requeued = _requeue_by_push(rows, timezone.now())
+    for pk in requeued:
+        logger.info("outbox %s: resent by push by staff after an unknown reply", pk)
+    return len(requeued)

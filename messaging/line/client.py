@@ -5,6 +5,8 @@ Two API clients, as LINE serves two hosts: MessagingApi on settings.LINE_API_BAS
 (api-data.line.me). Calls never raise for HTTP or network errors: they return a `SendResult`
 (status, LINE's request id, LINE's error message) so the caller decides what to do. The SDK's own
 retries are off; the outbox does the retrying, with LINE's retry key.
+
+Message content is streamed and never read past the caller's limit (see `message_content`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import urllib3
 from django.conf import settings
@@ -28,17 +31,25 @@ from linebot.v3.messaging import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 5.0
+CONTENT_CHUNK_BYTES = 64 * 1024
+CONTENT_PREFIX_BYTES = 64 * 1024  # kept of content known to be too large: enough to tell its type
+# The connection could not even be made: the request certainly never reached LINE.
+_NOT_SENT_ERRORS = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
 
 
 @dataclass(frozen=True)
 class SendResult:
-    """What happened to one call. `status` is None when no HTTP answer came (time-out, network)."""
+    """What happened to one call. `status` is None when no HTTP answer came (time-out, network).
+
+    `request_sent` is False only when the request certainly never reached LINE (the connection
+    could not be made). With no answer and `request_sent` True, LINE may or may not have acted on it.
+    """
 
     status: int | None
     request_id: str = ""
     accepted_request_id: str = ""  # 409: the request that was accepted earlier with this retry key
     error: str = ""
-    timed_out: bool = False
+    request_sent: bool = True
 
     @property
     def ok(self) -> bool:
@@ -47,11 +58,18 @@ class SendResult:
 
 @dataclass(frozen=True)
 class Content:
-    """Message content fetched from LINE (or why it could not be)."""
+    """Message content fetched from LINE (or why it could not be).
+
+    `too_large`: the content is larger than the limit asked for; `data` then holds only its first
+    bytes (for telling its type) and `size` is LINE's Content-Length, or more than the limit when
+    LINE sent none.
+    """
 
     result: SendResult
     data: bytes = b""
     content_type: str = ""
+    too_large: bool = False
+    size: int = 0
 
 
 def _timeout() -> tuple[float, float]:
@@ -108,8 +126,39 @@ def _from_exception(error: ApiException) -> SendResult:
 
 
 def _network_failure(error: Exception) -> SendResult:
-    timed_out = isinstance(error, urllib3.exceptions.TimeoutError | TimeoutError) or "timed out" in str(error).lower()
-    return SendResult(status=None, error=f"{type(error).__name__}: {error}"[:500], timed_out=timed_out)
+    return SendResult(
+        status=None,
+        error=f"{type(error).__name__}: {error}"[:500],
+        request_sent=not isinstance(error, _NOT_SENT_ERRORS),
+    )
+
+
+def _content_length(headers) -> int | None:
+    try:
+        length = int(_header(headers, "content-length"))
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
+def read_capped(response, max_bytes: int) -> tuple[bytes, bool]:
+    """Read a streamed urllib3 response, stopping after `max_bytes` + 1 bytes: (data, too_large).
+
+    When LINE announces more than `max_bytes`, only the first CONTENT_PREFIX_BYTES are read.
+    """
+    declared = _content_length(response.headers)
+    if declared is not None and declared > max_bytes:
+        limit = min(max_bytes + 1, CONTENT_PREFIX_BYTES)
+    else:
+        limit = max_bytes + 1
+    chunks, total = [], 0
+    for chunk in response.stream(min(CONTENT_CHUNK_BYTES, limit)):
+        chunks.append(chunk)
+        total += len(chunk)
+        if total >= limit:
+            break
+    data = b"".join(chunks)
+    return data, len(data) > max_bytes or (declared is not None and declared > max_bytes)
 
 
 class LineClient:
@@ -154,11 +203,33 @@ class LineClient:
         result, _response = self._call(self.messaging.push_message_with_http_info, request, x_line_retry_key=retry_key)
         return result
 
-    def message_content(self, message_id: str) -> Content:
-        """The content (image, file) of a message the resident sent, from the data host."""
-        result, response = self._call(self.blob.get_message_content_with_http_info, message_id)
-        if not result.ok or response is None:
-            return Content(result=result)
-        data = bytes(response.data or b"")
+    def message_content(self, message_id: str, *, max_bytes: int) -> Content:
+        """The content (image, file) of a message the resident sent, from the data host.
+
+        Streamed: never more than `max_bytes` + 1 bytes are read (see `read_capped`). The SDK's
+        get_message_content* cannot do this: even with `_preload_content=False` its call_api ends
+        with `response.data`, which reads the whole body. So the request goes through the SDK's
+        REST layer (same pool, TLS, time-outs, headers and error mapping) and is read here.
+        """
+        client = self._blob_client
+        url = f"{client.configuration.host}/v2/bot/message/{quote(str(message_id), safe='')}/content"
+        headers = {**client.default_headers, "Accept": "*/*"}
+        try:
+            response = client.request("GET", url, headers=headers, _preload_content=False, _request_timeout=_timeout())
+        except ApiException as error:
+            return Content(result=_from_exception(error))
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            return Content(result=_network_failure(error))
+        result = SendResult(status=response.status, request_id=_header(response.headers, "x-line-request-id"))
+        try:
+            data, too_large = read_capped(response, max_bytes)
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            return Content(result=_network_failure(error))
+        finally:
+            # A body not read to its end must not go back to the pool: close the connection.
+            response.close()
+            response.release_conn()
         content_type = _header(response.headers, "content-type").split(";", 1)[0].strip().lower()
-        return Content(result=result, data=data, content_type=content_type)
+        declared = _content_length(response.headers)
+        size = declared if declared is not None and declared > max_bytes else len(data)
+        return Content(result=result, data=data, content_type=content_type, too_large=too_large, size=size)

@@ -1,8 +1,9 @@
 """LINE webhook events -> what the channel does with them (engine Events, follow, unfollow, ignore).
 
 Pure functions over the JSON LINE sends (webhook.yml of LINE's OpenAPI specs); no Django models,
-no I/O. The webhook view uses `callback_problems` and `inbox_fields`; the inbox worker uses
-`parse_event` and, once an event is processed, `redact` (the inbox keeps no resident input).
+no I/O. The webhook view uses `body_problems`; the inbox stores each event with `inbox_fields`, or
+a malformed one (`event_problems`) as ignored with `malformed_fields`; the inbox worker uses
+`parse_event` and, once an event is processed or parked, `redact` (the inbox keeps no resident input).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from procedures.engine.types import Event
 MAX_TEXT_LENGTH = 5000  # LINE text messages hold at most 5000 characters
 MAX_EVENT_ID_LENGTH = 64
 MAX_USER_ID_LENGTH = 64
+MAX_TIMESTAMP_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last time Python can hold
 _LOCATION_TEXT_MAX = {"address": 500, "title": 200}
 # What the engine is told about media that is never an acceptable image.
 MEDIA_TYPES = {"video": "video/mp4", "audio": "audio/m4a"}
@@ -30,12 +32,18 @@ FOLLOW = "follow"
 UNFOLLOW = "unfollow"
 IGNORE = "ignore"  # mark ignored with `reason`; nothing else happens
 
+# What the engine is told when a postback's data was not signed by this channel (a rich-menu
+# postback set up in LINE's console, a button from before a SECRET_KEY rotation, forged data).
+# Nothing of the data is passed on, so it is never trusted as a command; the engine treats it as
+# a button it does not know: "このボタンは現在使えません。" and the current question, or the menu.
+UNSIGNED_POSTBACK = Event(type="command", name="unsigned_postback")
+
 
 @dataclass(frozen=True)
 class Parsed:
     action: str
     event: Event | None = None
-    reason: str = ""
+    reason: str = ""  # IGNORE: why; otherwise a note for the logs (e.g. an unsigned postback)
     reply_token: str = ""
     message_id: str = ""
     declared_type: str = ""  # CONTENT: the type known before fetching (from a file name)
@@ -52,17 +60,27 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _event_problems(index: int, event: Any) -> list[str]:
+def _usable_event_id(event: dict) -> str:
+    event_id = event.get("webhookEventId")
+    return event_id if isinstance(event_id, str) and 0 < len(event_id) <= MAX_EVENT_ID_LENGTH else ""
+
+
+def _usable_timestamp(event: dict) -> int | None:
+    value = event.get("timestamp")
+    return value if _is_int(value) and 0 <= value <= MAX_TIMESTAMP_MS else None
+
+
+def event_problems(index: int, event: Any) -> list[str]:
+    """Why one webhook event cannot be processed (empty when it can). Names fields, never values."""
     where = f"events[{index}]"
     if not isinstance(event, dict):
         return [f"{where} is not an object"]
     problems = []
     if not isinstance(event.get("type"), str) or not event["type"]:
         problems.append(f"{where}.type is missing")
-    if not _is_int(event.get("timestamp")) or event["timestamp"] < 0:
-        problems.append(f"{where}.timestamp is not a non-negative integer")
-    event_id = event.get("webhookEventId")
-    if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_EVENT_ID_LENGTH:
+    if _usable_timestamp(event) is None:
+        problems.append(f"{where}.timestamp is not a time in milliseconds")
+    if not _usable_event_id(event):
         problems.append(f"{where}.webhookEventId is missing or too long")
     if "mode" in event and not isinstance(event["mode"], str):
         problems.append(f"{where}.mode is not a string")
@@ -93,21 +111,31 @@ def _event_problems(index: int, event: Any) -> list[str]:
     return problems
 
 
-def callback_problems(payload: Any) -> list[str]:
-    """Why a webhook body is not a LINE callback request (empty when it is one).
+def body_problems(payload: Any) -> list[str]:
+    """Why a webhook body is not a LINE callback request at all (empty when it is one).
 
-    Event types unknown today are accepted (they are stored and ignored), so LINE can add new ones.
+    Only the envelope: one malformed event does not make the others unusable (see event_problems).
     """
     if not isinstance(payload, dict):
         return ["the body is not a JSON object"]
     problems = []
     if not isinstance(payload.get("destination"), str):
         problems.append("destination is missing")
-    events = payload.get("events")
-    if not isinstance(events, list):
-        return [*problems, "events is not a list"]
-    for index, event in enumerate(events):
-        problems += _event_problems(index, event)
+    if not isinstance(payload.get("events"), list):
+        problems.append("events is not a list")
+    return problems
+
+
+def callback_problems(payload: Any) -> list[str]:
+    """Every problem of a webhook body: the envelope's, then each event's.
+
+    Event types unknown today are accepted (they are stored and ignored), so LINE can add new ones.
+    """
+    problems = body_problems(payload)
+    events = payload.get("events") if isinstance(payload, dict) else None
+    if isinstance(events, list):
+        for index, event in enumerate(events):
+            problems += event_problems(index, event)
     return problems
 
 
@@ -119,6 +147,40 @@ def source_user_id(event: dict) -> str:
     source = event.get("source")
     user_id = source.get("userId") if isinstance(source, dict) else None
     return user_id if isinstance(user_id, str) else ""
+
+
+def malformed_fields(event: Any, problems: list[str], received_at: datetime) -> dict | None:
+    """The columns of an ignored InboxEvent row for a malformed event, or None when it cannot be
+    stored (no usable webhookEventId: nothing to deduplicate a redelivery by)."""
+    if not isinstance(event, dict) or not _usable_event_id(event):
+        return None
+    source = event.get("source") if isinstance(event.get("source"), dict) else {}
+    user_id = source_user_id(event)
+    timestamp = _usable_timestamp(event)
+    return {
+        "webhook_event_id": event["webhookEventId"],
+        "line_user_id": user_id if len(user_id) <= MAX_USER_ID_LENGTH else "",
+        "source_type": str(source.get("type") or "")[:20],
+        "event_type": event["type"][:40] if isinstance(event.get("type"), str) else "",
+        "line_timestamp": line_time(timestamp) if timestamp is not None else received_at,
+        "ignored_reason": ("malformed event: " + "; ".join(problems))[:200],
+        "payload": redact(event),
+    }
+
+
+def without_nul(value: Any) -> Any:
+    """`value` with U+0000 in its strings (and keys) replaced by U+FFFD.
+
+    PostgreSQL refuses U+0000 in text and jsonb: one such character would fail the whole
+    request's transaction, every time LINE redelivers it.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    return value
 
 
 def inbox_fields(event: dict) -> dict:
@@ -222,13 +284,19 @@ def parse_event(event: dict) -> Parsed:
         try:
             engine_event = postback.decode(data.get("data"), data.get("params"))
         except postback.InvalidPostback:
-            return Parsed(IGNORE, reason="postback refused: not signed by this channel")
+            # Answered (never silence), but nothing of the data is trusted: see UNSIGNED_POSTBACK.
+            return Parsed(
+                ENGINE,
+                UNSIGNED_POSTBACK,
+                reason="postback refused: not signed by this channel",
+                reply_token=reply_token,
+            )
         return Parsed(ENGINE, engine_event, reply_token=reply_token)
     return Parsed(IGNORE, reason=f"unsupported event type: {str(event_type)[:40]}")
 
 
 # --------------------------------------------------------------------------
-# Redaction: what the inbox keeps once an event is processed
+# Redaction: what the inbox keeps once an event is processed, ignored or parked
 # --------------------------------------------------------------------------
 
 _KEPT_EVENT_FIELDS = ("type", "mode", "timestamp", "source", "webhookEventId", "deliveryContext", "follow")

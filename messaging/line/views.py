@@ -3,6 +3,11 @@
 LINE wants a quick 200. The body is capped before it is read whole, the signature is checked on
 the raw bytes before anything is parsed, and every event goes into the inbox in one
 transaction. A database that is down answers 503, so LINE redelivers (when redelivery is on).
+
+Only a body that is not a callback request at all is refused (400). A malformed event inside a
+good body does not cost the others: it is stored as ignored with the reason, or skipped with a
+log line when it has no usable webhookEventId (services.inbox_store), and the answer is 200 (a
+redelivery would be just as malformed).
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ logger = logging.getLogger(__name__)
 
 def _error(status: int, message: str) -> JsonResponse:
     return JsonResponse({"message": message}, status=status)
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")  # NaN and Infinity: Python accepts them, JSON does not
 
 
 def _read_capped(request: HttpRequest, limit: int) -> bytes | None:
@@ -54,10 +63,10 @@ def webhook(request: HttpRequest) -> HttpResponse:
         logger.warning("LINE webhook: bad or missing signature")
         return _error(400, "invalid signature")
     try:
-        payload = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        payload = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return _error(400, "body is not JSON")
-    problems = parse.callback_problems(payload)
+    problems = parse.body_problems(payload)
     if problems:
         logger.warning("LINE webhook: malformed body (%s)", "; ".join(problems[:5]))
         return _error(400, "body is not a LINE webhook request")

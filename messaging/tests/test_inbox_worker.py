@@ -148,21 +148,46 @@ def test_failing_event_is_retried_then_parked_and_later_events_continue(engine_c
     assert run.outcomes == ["parked", "done", "empty"]
     broken.refresh_from_db()
     assert broken.status == "failed" and broken.attempts == services.INBOX_MAX_ATTEMPTS
-    assert broken.last_error == "RuntimeError: engine exploded"
-    assert broken.payload["message"]["text"] == "壊れる"  # kept for a retry
+    # The exception's class and a fixed message: its text could quote what the resident sent.
+    assert broken.last_error == f"RuntimeError: {services.INBOX_ERROR_MESSAGE}（5 回失敗したため保留）"
+    # Parked means redacted, like a processed event: ids, types and times stay.
+    assert broken.payload["redacted"] is True and "壊れる" not in str(broken.payload)
+    assert broken.payload["message"]["type"] == "text" and broken.payload["webhookEventId"] == broken.webhook_event_id
     assert InboxEvent.objects.get(pk=broken.pk + 1).status == "done"
     assert not OutboxMessage.objects.filter(inbox_event=broken).exists()
 
-    # Staff see the parked event with its error and can queue it again.
+    # Staff see the parked event with its error; with nothing left to process, it is not requeued.
     changelist = admin_client.get(reverse("admin:messaging_inboxevent_changelist") + "?status__exact=failed")
-    assert "RuntimeError: engine exploded" in changelist.content.decode()
+    assert "RuntimeError" in changelist.content.decode() and "壊れる" not in changelist.content.decode()
     response = admin_client.post(
         reverse("admin:messaging_inboxevent_changelist"),
         {"action": "retry_events", "_selected_action": [broken.pk]},
+        follow=True,
     )
-    assert response.status_code == 302
+    assert "1 件は再処理できません" in response.content.decode()
     broken.refresh_from_db()
-    assert (broken.status, broken.attempts) == ("pending", 0)
+    assert (broken.status, broken.attempts) == ("failed", services.INBOX_MAX_ATTEMPTS)
+
+
+def test_staff_can_requeue_an_event_that_is_still_being_retried(
+    engine_calls,
+    admin_client,
+    wakeups,  # noqa: F811 (the imported fixture)
+    django_capture_on_commit_callbacks,
+):
+    store(text_event(USER, "壊れる"))
+    services.inbox_process_user(line_user_id=USER)
+    failing = InboxEvent.objects.get()
+    assert (failing.status, failing.attempts) == ("pending", 1)  # still holds the input: retried
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            reverse("admin:messaging_inboxevent_changelist"),
+            {"action": "retry_events", "_selected_action": [failing.pk]},
+        )
+    assert response.status_code == 302
+    failing.refresh_from_db()
+    assert (failing.status, failing.attempts) == ("pending", 0)
+    assert wakeups[-1] == ("messaging.tasks.process_user_inbox", USER)
 
 
 def test_group_and_unknown_events_are_ignored_with_reason(client, engine_calls):
@@ -330,7 +355,8 @@ def test_admin_pages_show_events_and_follow_history(engine_calls, admin_client):
         services.inbox_process_user(line_user_id=USER)
     failed = InboxEvent.objects.get(status="failed")
     page = admin_client.get(reverse("admin:messaging_inboxevent_change", args=[failed.pk])).content.decode()
-    assert "RuntimeError: engine exploded" in page and "壊れる" in page  # the parked event, kept for a retry
+    assert "RuntimeError" in page and failed.webhook_event_id in page
+    assert "壊れる" not in page and "engine exploded" not in page  # neither the input nor the exception's text
     line_user = LineUser.objects.get(line_user_id=USER)
     page = admin_client.get(reverse("admin:messaging_lineuser_change", args=[line_user.pk])).content.decode()
     assert "友だち追加" in page and "ブロック" in page

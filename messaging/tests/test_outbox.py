@@ -72,18 +72,62 @@ def test_refused_reply_token_falls_back_to_push(fake_line):
     assert fake_line.messages_sent_to(USER) == row.payload
 
 
-def test_reply_is_never_sent_twice(fake_line, settings):
+def test_a_reply_without_an_answer_is_never_sent_again_by_reply_or_push(fake_line, settings, admin_client):
     settings.LINE_API_TIMEOUT_SECONDS = 0.3
     row = queue(reply_token=fake_line.issue_reply_token(USER))
     fake_line.delay_next(1.0, path_prefix=REPLY)  # LINE got the reply, its answer never came
+    assert services.outbox_send().unknown == 1
+    row.refresh_from_db()
+    assert (row.status, row.sent_via) == ("unknown", "") and row.reply_attempted_at is not None
+    assert row.last_error.startswith(services.UNKNOWN_REPLY_REASON) and "timed out" in row.last_error
+    assert services.outbox_send(now=timezone.now() + timedelta(hours=1)) == services.SendRun()  # nothing due
+    assert len(fake_line.calls(REPLY)) == 1  # never a second reply...
+    assert fake_line.calls(PUSH) == []  # ...nor the same messages by push
+    assert fake_line.messages_sent_to(USER) == row.payload  # the resident got them once
+    # Staff see it, with the reason; it does not hold back the resident's later messages.
+    listing = admin_client.get(reverse("admin:messaging_outboxmessage_changelist") + "?status__exact=unknown")
+    assert services.UNKNOWN_REPLY_REASON in listing.content.decode()
+    later = queue(texts=["次のお知らせ"])
+    assert services.outbox_send().sent == 1
+    later.refresh_from_db()
+    assert later.status == "sent"
+
+
+def test_a_reply_answered_with_5xx_is_unknown_and_staff_resend_it_by_push(fake_line, admin_client):
+    row = queue(reply_token=fake_line.issue_reply_token(USER))
+    fake_line.fail_next(500, path_prefix=REPLY)
+    assert services.outbox_send().unknown == 1
+    row.refresh_from_db()
+    assert (
+        row.status == "unknown" and row.last_error == f"{services.UNKNOWN_REPLY_REASON}（500: Internal Server Error）"
+    )
+    assert fake_line.calls(PUSH) == []
+    # The failed-rows action leaves it alone: only the action for unknown rows resends it.
+    changelist = reverse("admin:messaging_outboxmessage_changelist")
+    admin_client.post(changelist, {"action": "retry_messages", "_selected_action": [row.pk]})
+    row.refresh_from_db()
+    assert row.status == "unknown"
+    # Having checked that it did not arrive, staff resend it by push, with its retry key.
+    admin_client.post(changelist, {"action": "resend_unknown_by_push", "_selected_action": [row.pk]})
+    row.refresh_from_db()
+    assert (row.status, row.kind, row.attempts) == ("pending", "push", 0)
+    assert services.outbox_send().sent == 1
+    row.refresh_from_db()
+    assert (row.status, row.sent_via) == ("sent", "push")
+    assert retry_keys(fake_line) == [str(row.retry_key)]
+    assert fake_line.messages_sent_to(USER) == row.payload
+
+
+def test_a_reply_refused_with_429_is_pushed_after_the_back_off(fake_line):
+    row = queue(reply_token=fake_line.issue_reply_token(USER))
+    fake_line.fail_next(429, path_prefix=REPLY)  # not taken: nothing was sent
     assert services.outbox_send().retrying == 1
     row.refresh_from_db()
-    assert row.status == "pending" and row.reply_attempted_at is not None and "timed out" in row.last_error
+    assert (row.status, row.reply_token) == ("pending", "")  # the reply is spent: push from now on
     services.outbox_send(now=row.next_attempt_at + timedelta(seconds=1))
     row.refresh_from_db()
-    assert len(fake_line.calls(REPLY)) == 1  # never a second reply...
-    assert retry_keys(fake_line) == [str(row.retry_key)]  # ...the retry is a push with the retry key
     assert (row.status, row.sent_via) == ("sent", "push")
+    assert len(fake_line.calls(REPLY)) == 1 and retry_keys(fake_line) == [str(row.retry_key)]
 
 
 def test_429_backs_off_and_retries_with_same_key(fake_line):
@@ -216,7 +260,9 @@ def test_a_dead_senders_claim_is_taken_over_after_its_lease(fake_line):
     assert services.outbox_send(now=now).sent == 0
     assert services.outbox_send(now=now + services.OUTBOX_LEASE + timedelta(seconds=1)).sent == 1
     row.refresh_from_db()
-    assert (row.status, row.sent_via, row.attempts) == ("sent", "push", 2)  # a claimed reply is never replied again
+    # No reply was attempted (so a push cannot double it); the token has expired meanwhile.
+    assert (row.status, row.sent_via, row.attempts) == ("sent", "push", 2)
+    assert fake_line.calls(REPLY) == []
 
 
 def test_a_retry_key_older_than_a_day_is_not_reused(fake_line):

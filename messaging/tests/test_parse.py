@@ -131,6 +131,10 @@ def test_forged_or_tampered_postbacks_are_refused(settings):
         with pytest.raises(postback.InvalidPostback):
             postback.decode(data)
     assert parse.parse_event(forged).reason == "postback refused: not signed by this channel"
+    # Refused as a command, yet answered: the engine gets a button it does not know, with none of the data.
+    refused = parse.parse_event(forged)
+    assert (refused.action, refused.event) == (parse.ENGINE, parse.UNSIGNED_POSTBACK)
+    assert refused.reply_token == forged["replyToken"]
     # Signed with another key: refused; with a key being rotated out: still accepted.
     settings.SECRET_KEY = "a-new-secret-key-for-the-city-" + "x" * 30
     with pytest.raises(postback.InvalidPostback):
@@ -164,3 +168,38 @@ def test_redaction_keeps_ids_and_types_but_no_resident_input():
     assert "三日月" not in str(located) and "33.2" not in str(located)
     picked = parse.redact(postback_event(USER, "secret-data", {"date": "2026-02-03"}))
     assert picked["postback"] == {}
+
+
+def test_an_unsigned_postback_carries_nothing_of_its_data_to_the_engine():
+    forged = '1.AAAAAAAAAAAAAAAAAAAAAA.["c","yes","in_city","","s"]'
+    for data in (forged, "action=menu", ""):
+        parsed = parse.parse_event(postback_event(USER, data, {"date": "2026-02-03"}))
+        assert parsed.action == parse.ENGINE
+        assert parsed.event == Event(type="command", name="unsigned_postback")
+
+
+def test_body_problems_are_the_envelope_and_event_problems_each_event():
+    assert parse.body_problems(callback(text_event(USER, "a"))) == []
+    assert parse.body_problems({"events": []}) == ["destination is missing"]
+    assert parse.body_problems([]) == ["the body is not a JSON object"]
+    absurd = text_event(USER, "a")
+    absurd["timestamp"] = 10**17
+    assert parse.body_problems(callback(absurd)) == []  # one event's problem is not the body's
+    assert parse.event_problems(3, absurd) == ["events[3].timestamp is not a time in milliseconds"]
+    assert parse.event_problems(0, "x") == ["events[0] is not an object"]
+    latest = text_event(USER, "a", timestamp=parse.MAX_TIMESTAMP_MS)
+    assert parse.event_problems(0, latest) == [] and parse.inbox_fields(latest)["line_timestamp"].year == 9999
+
+
+def test_a_malformed_event_keeps_its_ids_but_nothing_the_resident_sent():
+    broken = text_event(USER, "小城市三日月町")
+    broken["timestamp"] = -1
+    broken["source"]["userId"] = "U" * 65
+    problems = parse.event_problems(0, broken)
+    received = parse.line_time(1_767_225_600_000)
+    fields = parse.malformed_fields(broken, problems, received)
+    assert fields["webhook_event_id"] == broken["webhookEventId"] and fields["line_timestamp"] == received
+    assert fields["line_user_id"] == ""  # too long for the column: not kept
+    assert fields["ignored_reason"].startswith("malformed event: events[0].timestamp")
+    assert "三日月" not in str(fields) and fields["payload"]["redacted"] is True
+    assert parse.malformed_fields({"type": "message"}, ["x"], received) is None  # no id to store it by

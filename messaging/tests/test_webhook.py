@@ -281,15 +281,43 @@ def test_non_json_body_is_400(client):
 
 
 def test_body_that_is_not_a_line_callback_is_400(client):
-    broken = fixture_body("text_message")
-    del broken["events"][0]["webhookEventId"]
-    assert post_webhook(client, broken).status_code == 400
     assert post_webhook(client, {"destination": DESTINATION, "events": "none"}).status_code == 400
+    assert post_webhook(client, {"events": []}).status_code == 400
     assert post_webhook(client, [1, 2, 3]).status_code == 400
-    wrong_time = fixture_body("text_message")
-    wrong_time["events"][0]["timestamp"] = "yesterday"
-    assert post_webhook(client, wrong_time).status_code == 400
+    assert post_webhook(client, b'{"destination": "U1", "events": [], "x": NaN}').status_code == 400
+    assert post_webhook(client, b"[" * 100_000 + b"]" * 100_000).status_code == 400
     assert InboxEvent.objects.count() == 0
+
+
+def test_a_malformed_event_is_stored_as_ignored_and_the_others_are_kept(client, caplog):
+    wrong_time, no_id, good = text_event(USER, "時刻が変"), text_event(USER, "IDがない"), text_event(USER, "正しい")
+    wrong_time["timestamp"] = "yesterday"
+    del no_id["webhookEventId"]
+    response = post_webhook(client, callback(wrong_time, no_id, good))
+    assert response.status_code == 200
+    rows = {row.webhook_event_id: row for row in InboxEvent.objects.all()}
+    assert set(rows) == {wrong_time["webhookEventId"], good["webhookEventId"]}  # no id: nothing to store it by
+    assert rows[good["webhookEventId"]].status == "pending"
+    ignored = rows[wrong_time["webhookEventId"]]
+    assert ignored.status == "ignored" and ignored.processed_at is not None
+    assert ignored.ignored_reason == "malformed event: events[0].timestamp is not a time in milliseconds"
+    assert "時刻が変" not in str(ignored.payload) and ignored.payload["redacted"] is True
+    # The skipped one is logged by its place in the body: nothing of what it carried.
+    assert "events[1] skipped" in caplog.text and "IDがない" not in caplog.text
+    # A redelivery of the same body stores nothing twice.
+    assert post_webhook(client, callback(wrong_time, no_id, good)).status_code == 200
+    assert InboxEvent.objects.count() == 2
+
+
+def test_an_absurd_timestamp_is_ignored_not_a_500(client):
+    absurd, good = text_event(USER, "未来から"), text_event(USER, "いま")
+    absurd["timestamp"] = 10**17
+    response = post_webhook(client, callback(absurd, good))
+    assert response.status_code == 200
+    row = InboxEvent.objects.get(webhook_event_id=absurd["webhookEventId"])
+    assert row.status == "ignored" and "timestamp" in row.ignored_reason
+    assert abs((row.line_timestamp - row.received_at).total_seconds()) < 5  # stored at its arrival
+    assert InboxEvent.objects.get(webhook_event_id=good["webhookEventId"]).status == "pending"
 
 
 def test_body_over_1mb_is_413(client):
@@ -374,3 +402,12 @@ def test_events_without_a_user_are_stored_as_ignored(client, wakeups):
     row = InboxEvent.objects.get()
     assert row.status == "ignored" and row.ignored_reason == "no user id"
     assert wakeups == []
+
+
+def test_a_nul_character_does_not_cost_the_whole_request(client):
+    odd, good = text_event(USER, "a\x00b"), text_event(USER, "ふつう")
+    odd["deliveryContext"]["\x00"] = "\x00"
+    assert post_webhook(client, callback(odd, good)).status_code == 200  # PostgreSQL refuses U+0000
+    stored = InboxEvent.objects.get(webhook_event_id=odd["webhookEventId"])
+    assert stored.status == "pending" and stored.payload["message"]["text"] == "a\ufffdb"
+    assert InboxEvent.objects.filter(webhook_event_id=good["webhookEventId"]).exists()
