@@ -161,6 +161,9 @@ Q_CLUSTER = {
     "retry": env_int("Q_RETRY", 180, minimum=2),
     "max_attempts": env_int("Q_MAX_ATTEMPTS", 5, minimum=1),
     "catch_up": False,
+    # -1: keep no successful task results. Inbox and outbox rows already record what happened,
+    # and saving each result cost the single monitor process ~6 ms per task (bench/README.md).
+    "save_limit": env_int("Q_SAVE_LIMIT", -1, minimum=-1),
     "sync": env_bool("Q_SYNC", False),
     "label": _("バックグラウンド処理"),
 }

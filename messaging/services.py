@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import random
 import time
 import traceback
@@ -37,6 +38,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
+from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
 from govtech.images import sniff_image
@@ -65,8 +67,25 @@ INBOX_ERROR_MESSAGE = "処理中にエラーが発生しました"
 CONTENT_ERROR_MESSAGE = "LINE からメッセージの内容を取得できませんでした"
 
 
+_broker_by_process: dict[int, object] = {}
+
+
+def _broker():
+    """One broker connection per process (the cluster forks, so never share one across a fork).
+
+    django-q2 otherwise opens a new broker connection for every task; on the webhook's path
+    that was about half of a request's CPU (bench/README.md).
+    """
+    pid = os.getpid()
+    broker = _broker_by_process.get(pid)
+    if broker is None:
+        _broker_by_process.clear()
+        broker = _broker_by_process[pid] = get_broker()
+    return broker
+
+
 def _delay(func, *args) -> None:
-    async_task(func, *args)
+    async_task(func, *args, broker=_broker())
 
 
 def wake_inbox_worker(line_user_id: str) -> None:
