@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "import_export",
     "django_q",
     "staff",
+    "audit",
     "residents",
     "procedures",
     "broadcasts",
