@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 import traceback
 import uuid
@@ -419,6 +420,22 @@ def _outbox_write(line_user_id: str, event: InboxEvent | None, reply_token: str,
         )
         ids.append(row.pk)
     return ids
+
+
+LINE_USER_ID = re.compile(r"^U[0-9a-f]{32}$")
+
+
+def notice_deliver(line_user_id: str, messages) -> bool:
+    """procedures.notices deliverer: a personal notice to a LINE resident by push through the outbox.
+
+    Not for other ids (simulator runs "sim-…", applications staff entered) or residents who
+    blocked the account (LINE would refuse the push).
+    """
+    if not LINE_USER_ID.match(line_user_id or ""):
+        return False
+    if LineUser.objects.filter(line_user_id=line_user_id, is_following=False).exists():
+        return False
+    return bool(outbox_push_create(line_user_id=line_user_id, messages=render.render_all(list(messages))))
 
 
 def outbox_push_create(*, line_user_id: str, messages: list[dict]) -> list[int]:

@@ -13,6 +13,7 @@ import io
 import json
 import zipfile
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -20,8 +21,8 @@ from django.contrib.admin.filters import DateFieldListFilter
 from django.contrib.admin.utils import unquote
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, Subquery
-from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.db.models import OuterRef, Q, Subquery
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -36,6 +37,8 @@ from polymorphic.admin import (
     PolymorphicParentModelAdmin,
 )
 
+from audit import actions as audit_actions
+from audit.services import audit_record
 from procedures.admin_forms import (
     MAX_RULES,
     ComputedValueForm,
@@ -50,10 +53,14 @@ from procedures.admin_forms import (
 from procedures.flow import KIND_SYMBOLS, condition_text, flow_build, flow_svg, kind_label, truncate
 from procedures.models import (
     STEP_MODELS,
+    WITHDRAWN_CODE,
     Application,
+    ApplicationStatus,
+    ApplicationStatusChange,
     ComputedValue,
     Procedure,
     ProcedureVersion,
+    StatusTransition,
     Step,
     StepChoice,
 )
@@ -72,6 +79,9 @@ from procedures.services import (
 )
 from procedures.spec import CHOICE_KINDS, FLOW_KINDS, SpecError, parse_spec
 from procedures.texts import answer_text
+from procedures.workflow import WorkflowError, application_status_change, next_statuses
+from staff import policy
+from staff.mixins import ScopedAdminMixin
 
 MASK = "●●●●"
 
@@ -102,12 +112,240 @@ def _version_state(version: ProcedureVersion, procedure: Procedure) -> str:
 
 
 # --------------------------------------------------------------------------
+# Status workflow (procedures/workflow.py): statuses and transitions per procedure, the status of
+# an application (list column and filter, detail panel with the allowed changes, history)
+# --------------------------------------------------------------------------
+
+STATUS_NOTE_MAX = 1000
+
+
+class _ProcedurePartInline:
+    """An inline of a procedure's own settings: allowed where the procedure may be viewed / built.
+
+    `obj` is the procedure being edited; without it (Django asks so for the inline's queryset)
+    the question is whether the user may do so on some procedure. Shown on existing procedures
+    only (ProcedureAdmin.get_inlines): a new procedure gets the default statuses when it is saved.
+    """
+
+    def _allows(self, request, action: str, obj) -> bool:
+        return policy.can(request.user, action, obj if obj is not None else Procedure)
+
+    def has_view_permission(self, request, obj=None):
+        return self._allows(request, policy.VIEW, obj)
+
+    def has_add_permission(self, request, obj=None):
+        return self._allows(request, policy.BUILD, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self._allows(request, policy.BUILD, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._allows(request, policy.BUILD, obj)
+
+
+class ApplicationStatusForm(forms.ModelForm):
+    notify_link = forms.URLField(
+        label=gettext_lazy("お知らせのリンク"),
+        required=False,
+        assume_scheme="https",
+        widget=forms.URLInput(attrs={"size": 24}),
+        help_text=gettext_lazy("{リンク} に入る URL（案内ページなど）。"),
+    )
+
+    class Meta:
+        model = ApplicationStatus
+        fields = ["code", "label", "order", "is_initial", "is_final", "allows_withdrawal", "notify_template",
+                  "notify_link"]
+        widgets = {
+            "code": forms.TextInput(attrs={"size": 16}),
+            "label": forms.TextInput(attrs={"size": 10}),
+            "order": forms.NumberInput(attrs={"style": "width: 4em"}),
+            "notify_template": forms.Textarea(attrs={"rows": 3, "cols": 36}),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None and "code" in self.fields:
+            self.fields["code"].disabled = True  # a stable key: withdrawal and the history rely on it
+
+
+class _OptionalSectionFormSet(forms.BaseInlineFormSet):
+    """An inline that a POST may leave out entirely (no management form): then nothing in it changes.
+
+    The procedure's page always sends it; a POST of only the procedure's own fields (a script,
+    another page) saves those fields instead of failing on a section it never showed.
+    """
+
+    def __init__(self, data=None, *args, **kwargs):
+        super().__init__(data, *args, **kwargs)
+        self.section_absent = data is not None and f"{self.prefix}-TOTAL_FORMS" not in data
+        if self.section_absent:
+            self.is_bound = False
+
+    def is_valid(self):
+        return True if self.section_absent else super().is_valid()
+
+    def save(self, commit=True):
+        if self.section_absent:
+            self.new_objects, self.changed_objects, self.deleted_objects = [], [], []
+            return []
+        return super().save(commit)
+
+
+class ApplicationStatusFormSet(_OptionalSectionFormSet):
+    def clean(self):
+        super().clean()
+        kept = [form for form in self.forms if form.has_changed() or form.instance.pk is not None]
+        kept = [form for form in kept if not self._should_delete_form(form) and getattr(form, "cleaned_data", None)]
+        problems = []
+        for form in self.forms:
+            if not self._should_delete_form(form) or form.instance.pk is None:
+                continue
+            status = form.instance
+            if (
+                Application.objects.filter(status=status).exists()
+                or ApplicationStatusChange.objects.filter(Q(from_status=status) | Q(to_status=status)).exists()
+            ):
+                problems.append(
+                    _("「%(label)s」は申請で使われているため削除できません。") % {"label": status.label}
+                )
+        if not kept:
+            problems.append(_("状態を1つ以上設定してください。"))
+        else:
+            initial = [form for form in kept if form.cleaned_data.get("is_initial")]
+            if len(initial) != 1:
+                problems.append(_("「最初の状態」は1つだけ選んでください（現在 %(count)s 個）。") % {"count": len(initial)})
+            codes = {form.cleaned_data.get("code") or form.instance.code for form in kept}
+            if WITHDRAWN_CODE not in codes and any(form.cleaned_data.get("allows_withdrawal") for form in kept):
+                problems.append(
+                    _("住民が取り下げできる状態があるときは、コード「%(code)s」の状態（取下げ）が必要です。")
+                    % {"code": WITHDRAWN_CODE}
+                )
+        if problems:
+            raise forms.ValidationError(problems)
+
+
+class ApplicationStatusInline(_ProcedurePartInline, admin.TabularInline):
+    model = ApplicationStatus
+    form = ApplicationStatusForm
+    formset = ApplicationStatusFormSet
+    extra = 0
+    verbose_name = gettext_lazy("申請の状態")
+    verbose_name_plural = gettext_lazy(
+        "申請の状態（お知らせの文面に使える差し込み項目: {受付番号} {手続き名} {状態} {リンク}。回答は使えません）"
+    )
+
+
+class StatusTransitionInline(_ProcedurePartInline, admin.TabularInline):
+    model = StatusTransition
+    formset = _OptionalSectionFormSet
+    fields = ["from_status", "to_status", "notify"]
+    extra = 0
+    verbose_name = gettext_lazy("状態の変更ルール")
+    verbose_name_plural = gettext_lazy("状態の変更ルール（職員が変更できる組み合わせ）")
+
+    def get_formset(self, request, obj=None, **kwargs):
+        request._workflow_procedure = obj  # this request's procedure, for the status choices below
+        return super().get_formset(request, obj, **kwargs)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name in ("from_status", "to_status"):
+            procedure = getattr(request, "_workflow_procedure", None)
+            queryset = ApplicationStatus.objects.filter(procedure=procedure) if procedure is not None else None
+            kwargs["queryset"] = queryset if queryset is not None else ApplicationStatus.objects.none()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class ApplicationStatusFilter(admin.SimpleListFilter):
+    """Filter by status: statuses with the same code (e.g. every procedure's 受付) are one choice."""
+
+    title = gettext_lazy("状態")
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        labels: dict[str, list[str]] = {}
+        visible = policy.procedures_visible_to(request.user)
+        rows = (
+            ApplicationStatus.objects.filter(procedure__in=visible)
+            .order_by("order", "code", "id")
+            .values_list("code", "label")
+        )
+        for code, label in rows:
+            names = labels.setdefault(code, [])
+            if label not in names:
+                names.append(label)
+        return [(code, "／".join(names)) for code, names in labels.items()]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(status__code=self.value())
+        return queryset
+
+
+def status_history_html(application: Application) -> str:
+    changes = list(
+        ApplicationStatusChange.objects.filter(application=application)
+        .select_related("from_status", "to_status", "actor")
+        .order_by("created_at", "id")
+    )
+    if not changes:
+        return _("（変更はまだありません）")
+    rows = []
+    for change in changes:
+        who = change.get_via_display()
+        if change.actor is not None:
+            who = f"{who}（{change.actor.get_username()}）"
+        rows.append(
+            (
+                timezone.localtime(change.created_at).strftime("%Y-%m-%d %H:%M"),
+                change.from_status.label if change.from_status else "—",
+                change.to_status.label,
+                who,
+                _("送信") if change.notified else "—",
+                change.note or "",
+            )
+        )
+    head = (_("日時"), _("変更前"), _("変更後"), _("変更した人"), _("LINE 通知"), _("メモ"))
+    return format_html(
+        '<table class="procedure-status-history"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+        format_html_join("", "<th>{}</th>", ((item,) for item in head)),
+        format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+    )
+
+
+def status_actions_html(application: Application) -> str:
+    """Buttons to each allowed next status, posted (with the change form's CSRF token) to the status view."""
+    choices = next_statuses(application=application)
+    if not choices:
+        return _("この状態からは変更できません。")
+    url = reverse("admin:procedures_application_status", args=[application.pk])
+    buttons = format_html_join(
+        " ",
+        '<button type="submit" class="button" formaction="{}" formmethod="post" name="to_status" value="{}">{}</button>',
+        (
+            (url, status.pk, _("「%(label)s」にする%(notice)s") % {
+                "label": status.label, "notice": _("（LINE でお知らせ）") if notifies else ""})
+            for status, notifies in choices
+        ),
+    )
+    note = format_html(
+        '<div><label for="id_status_note" style="width: auto; float: none">{}</label></div>'
+        '<textarea id="id_status_note" name="status_note" rows="2" cols="60" maxlength="{}"></textarea>',
+        _("メモ（任意・職員だけが見ます）"),
+        STATUS_NOTE_MAX,
+    )
+    return format_html('<div class="procedure-status-actions">{}<p>{}</p></div>', note, buttons)
+
+
+
+# --------------------------------------------------------------------------
 # Procedures
 # --------------------------------------------------------------------------
 
 
 @admin.register(Procedure)
-class ProcedureAdmin(admin.ModelAdmin):
+class ProcedureAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    scope_actions = {"export_templates": "export"}
     form = ProcedureForm
     list_display = ["name", "department", "is_open", "published_number", "has_draft", "links"]
     list_display_links = ["name"]
@@ -119,6 +357,7 @@ class ProcedureAdmin(admin.ModelAdmin):
     ]
     readonly_fields = ["is_open", "current_version"]
     actions = ["export_templates", "close_procedures", "reopen_procedures"]
+    inlines = [ApplicationStatusInline, StatusTransitionInline]
     Media = BuilderMedia
 
     def get_queryset(self, request):
@@ -129,6 +368,10 @@ class ProcedureAdmin(admin.ModelAdmin):
             .select_related("department", "current_version")
             .annotate(draft_id=Subquery(drafts.values("pk")[:1]))
         )
+
+    def get_inlines(self, request, obj):
+        # The statuses of a new procedure are the defaults, made when it is saved; edited afterwards.
+        return self.inlines if obj is not None else []
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:  # creating: the state follows from publishing later
@@ -236,7 +479,7 @@ class ProcedureAdmin(admin.ModelAdmin):
     def close_procedures(self, request, queryset):
         names = []
         for procedure in queryset:
-            procedure_close(procedure=procedure)
+            procedure_close(procedure=procedure, actor=request.user)
             names.append(procedure.name)
         messages.success(
             request,
@@ -248,7 +491,7 @@ class ProcedureAdmin(admin.ModelAdmin):
     def reopen_procedures(self, request, queryset):
         reopened, unpublished = [], []
         for procedure in queryset:
-            (reopened if procedure_reopen(procedure=procedure) else unpublished).append(procedure.name)
+            (reopened if procedure_reopen(procedure=procedure, actor=request.user) else unpublished).append(procedure.name)
         if reopened:
             messages.success(request, _("受付を再開しました: %(names)s") % {"names": "、".join(reopened)})
         if unpublished:
@@ -338,7 +581,7 @@ class ProcedureAdmin(admin.ModelAdmin):
 # --------------------------------------------------------------------------
 
 
-class ComputedValueInline(admin.TabularInline):
+class ComputedValueInline(ScopedAdminMixin, admin.TabularInline):
     model = ComputedValue
     form = ComputedValueForm
     fields = ["position", "key", "label", "unit", "constant", "terms"]
@@ -384,7 +627,7 @@ class ComputedValueInline(admin.TabularInline):
 
 
 @admin.register(ProcedureVersion)
-class ProcedureVersionAdmin(admin.ModelAdmin):
+class ProcedureVersionAdmin(ScopedAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "procedure", "number", "status", "published_at", "published_by"]
     list_filter = ["status", "procedure"]
     list_select_related = ["procedure", "published_by"]
@@ -613,7 +856,7 @@ class StepKindFilter(PolymorphicChildModelFilter):
 
 
 @admin.register(Step)
-class StepParentAdmin(PolymorphicParentModelAdmin):
+class StepParentAdmin(ScopedAdminMixin, PolymorphicParentModelAdmin):
     base_model = Step
     child_models = tuple(STEP_MODELS.values())
     add_type_form = StepKindForm
@@ -638,7 +881,7 @@ class StepParentAdmin(PolymorphicParentModelAdmin):
         return _draft_only(obj) and super().has_delete_permission(request, obj)
 
 
-class StepChoiceInline(admin.TabularInline):
+class StepChoiceInline(ScopedAdminMixin, admin.TabularInline):
     model = StepChoice
     fields = ["position", "value", "label", "amount"]
     extra = 1
@@ -661,7 +904,7 @@ BUILDER_ROWS = tuple(
 )
 
 
-class StepChildAdmin(PolymorphicChildModelAdmin):
+class StepChildAdmin(ScopedAdminMixin, PolymorphicChildModelAdmin):
     """The edit page of one step kind (registered below for every kind in STEP_MODELS)."""
 
     base_model = Step
@@ -838,13 +1081,16 @@ def answer_rows(spec_data: dict, answers: dict) -> list[tuple[str, str]]:
 
 
 @admin.register(Application)
-class ApplicationAdmin(admin.ModelAdmin):
-    list_display = ["receipt_number", "procedure", "submitted_at", "version_number"]
-    list_filter = ["procedure", ("submitted_at", DateFieldListFilter), TestApplicationFilter]
+class ApplicationAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    list_display = ["receipt_number", "procedure", "submitted_at", "version_number", "status_label"]
+    list_filter = ["procedure", ("submitted_at", DateFieldListFilter), TestApplicationFilter, ApplicationStatusFilter]
+    list_select_related = ["procedure", "version", "status"]
     search_fields = ["receipt_number"]
-    fields = ["receipt_number", "procedure", "version", "submitted_at", "is_test", "resident", "answers_table",
-              "computed_table"]
+    fields = ["receipt_number", "procedure", "version", "submitted_at", "is_test", "resident", "status_label",
+              "status_actions", "status_history", "answers_table", "computed_table"]
     readonly_fields = fields
+    # The status page (status_view) changes the application's status: the policy's "process".
+    scope_object_views = {"status": policy.PROCESS}
     Media = BuilderMedia
 
     def get_queryset(self, request):
@@ -858,9 +1104,77 @@ class ApplicationAdmin(admin.ModelAdmin):
             return [*self.list_display, "is_test"]
         return self.list_display
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        application = self.get_object(request, unquote(object_id))
+        if application is not None and request.method == "GET" and self.has_view_permission(request, application):
+            audit_record(actor=request.user, action=audit_actions.APPLICATION_VIEW, obj=application,
+                         details={"receipt_number": application.receipt_number}, request=request)
+        return super().change_view(request, object_id, form_url, extra_context)
+
     @admin.display(description=gettext_lazy("版"), ordering="version__number")
     def version_number(self, obj):
         return _("第%(number)s版") % {"number": obj.version.number}
+
+    # -- status workflow (procedures/workflow.py) --------------------------------
+
+    def get_fields(self, request, obj=None):
+        fields = list(super().get_fields(request, obj))
+        if obj is None or not policy.can(request.user, policy.PROCESS, obj):
+            fields = [name for name in fields if name != "status_actions"]
+        return fields
+
+    @admin.display(description=gettext_lazy("状態"), ordering="status__order")
+    def status_label(self, obj):
+        return obj.status.label if obj.status_id else "—"
+
+    @admin.display(description=gettext_lazy("状態の変更"))
+    def status_actions(self, obj):
+        return status_actions_html(obj)
+
+    @admin.display(description=gettext_lazy("状態の履歴"))
+    def status_history(self, obj):
+        return status_history_html(obj)
+
+    def get_urls(self):
+        urls = [
+            path(
+                "<path:object_id>/status/",
+                self.admin_site.admin_view(self.status_view),
+                name="procedures_application_status",
+            ),
+        ]
+        return urls + super().get_urls()
+
+    def status_view(self, request, object_id):
+        """POST to_status (+ status_note): move the application along an allowed transition."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        application = self.get_object(request, unquote(object_id))
+        if application is None:
+            raise Http404(_("指定された申請が見つかりません。"))
+        if not policy.can(request.user, policy.PROCESS, application):
+            raise PermissionDenied
+        change_url = reverse("admin:procedures_application_change", args=[application.pk])
+        raw_status = (request.POST.get("to_status") or "").strip()
+        note = (request.POST.get("status_note") or "").strip()
+        if not (raw_status.isascii() and raw_status.isdigit()):
+            messages.error(request, _("変更後の状態を選んでください。"))
+            return HttpResponseRedirect(change_url)
+        if len(note) > STATUS_NOTE_MAX:
+            messages.error(request, _("メモは%(max)s文字以内にしてください。") % {"max": STATUS_NOTE_MAX})
+            return HttpResponseRedirect(change_url)
+        try:
+            change = application_status_change(
+                application=application, to_status=int(raw_status), actor=request.user, note=note
+            )
+        except WorkflowError as error:
+            messages.error(request, error.message)
+        else:
+            text = _("状態を「%(to)s」に変更しました。") % {"to": change.to_status.label}
+            if change.notified:
+                text += _("住民に LINE でお知らせを送ります。")
+            messages.success(request, text)
+        return HttpResponseRedirect(change_url)
 
     @admin.display(description=gettext_lazy("回答"))
     def answers_table(self, obj):

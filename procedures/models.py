@@ -11,7 +11,10 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator, URLValidator
 from django.db import models
+from django.db.models.signals import post_save, pre_save
+from django.dispatch import receiver
 from django.utils.translation import gettext_lazy as _
 from polymorphic.models import PolymorphicModel
 
@@ -483,6 +486,11 @@ class Application(models.Model):
     computed = models.JSONField(_("計算項目"), default=dict)
     is_test = models.BooleanField(_("テスト"), default=False, help_text=_("シミュレーターからの申請。一覧と出力には含まれません。"))
     submitted_at = models.DateTimeField(_("申請日時"))
+    # The status workflow (procedures/workflow.py). Filled with the procedure's initial status when
+    # an application is saved without one (see application_status_default below).
+    status = models.ForeignKey(
+        "ApplicationStatus", on_delete=models.PROTECT, related_name="applications", verbose_name=_("状態"),
+    )
 
     class Meta:
         verbose_name = _("申請")
@@ -509,3 +517,236 @@ class ConversationSession(models.Model):
 
     def __str__(self):
         return self.line_user_id
+
+
+# --------------------------------------------------------------------------
+# Status workflow (procedures/workflow.py): statuses and transitions per procedure, history
+# --------------------------------------------------------------------------
+
+STATUS_CODE_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+# The stable code of the status a resident's withdrawal (取下げ) moves an application to.
+WITHDRAWN_CODE = "withdrawn"
+NOTICE_TEMPLATE_MAX = 1000
+
+# What every new procedure starts with (a data migration copies these at the time it was written).
+DEFAULT_STATUSES = (
+    {
+        "code": "received", "label": "受付", "order": 10,
+        "is_initial": True, "is_final": False, "allows_withdrawal": True,
+        "notify_template": "",
+    },
+    {
+        "code": "reviewing", "label": "確認中", "order": 20,
+        "is_initial": False, "is_final": False, "allows_withdrawal": True,
+        "notify_template": "「{手続き名}」の申請（受付番号：{受付番号}）の内容を確認しています。\n現在の状態：{状態}",
+    },
+    {
+        "code": "correction_requested", "label": "修正依頼中", "order": 30,
+        "is_initial": False, "is_final": False, "allows_withdrawal": False,
+        "notify_template": (
+            "「{手続き名}」の申請（受付番号：{受付番号}）について、修正をお願いしたい点があります。"
+            "市からのご案内をご確認ください。\n現在の状態：{状態}"
+        ),
+    },
+    {
+        "code": "completed", "label": "完了", "order": 40,
+        "is_initial": False, "is_final": True, "allows_withdrawal": False,
+        "notify_template": "「{手続き名}」の申請（受付番号：{受付番号}）の手続きが完了しました。\n現在の状態：{状態}",
+    },
+    {
+        "code": "rejected", "label": "却下", "order": 50,
+        "is_initial": False, "is_final": True, "allows_withdrawal": False,
+        "notify_template": (
+            "「{手続き名}」の申請（受付番号：{受付番号}）は、お受けすることができませんでした。"
+            "詳しくは担当課へお問い合わせください。\n現在の状態：{状態}"
+        ),
+    },
+    {
+        "code": WITHDRAWN_CODE, "label": "取下げ", "order": 60,
+        "is_initial": False, "is_final": True, "allows_withdrawal": False,
+        "notify_template": "「{手続き名}」の申請（受付番号：{受付番号}）を取り下げました。\n現在の状態：{状態}",
+    },
+)
+
+# (from code, to code): staff may move an application along these; each sends the notice of its target.
+DEFAULT_TRANSITIONS = (
+    ("received", "reviewing"),
+    ("received", "correction_requested"),
+    ("received", "completed"),
+    ("received", "rejected"),
+    ("received", WITHDRAWN_CODE),
+    ("reviewing", "correction_requested"),
+    ("reviewing", "completed"),
+    ("reviewing", "rejected"),
+    ("reviewing", WITHDRAWN_CODE),
+    ("correction_requested", "reviewing"),
+    ("correction_requested", "completed"),
+    ("correction_requested", "rejected"),
+    ("correction_requested", WITHDRAWN_CODE),
+)
+
+
+class ApplicationStatus(models.Model):
+    """One status of a procedure's applications (受付, 確認中, …), defined by staff."""
+
+    procedure = models.ForeignKey(
+        Procedure, on_delete=models.CASCADE, related_name="statuses", verbose_name=_("手続き")
+    )
+    code = models.CharField(
+        _("コード"),
+        max_length=40,
+        validators=[
+            RegexValidator(STATUS_CODE_PATTERN, _("半角英小文字で始め、半角英小文字・数字・「_」で40文字以内にしてください。"))
+        ],
+        help_text=_("変わらない識別子（半角英小文字・数字・_）。作成後は変更できません。取下げは withdrawn です。"),
+    )
+    label = models.CharField(_("表示名"), max_length=40, help_text=_("住民と職員に表示される名前。例: 確認中"))
+    order = models.PositiveIntegerField(_("並び順"), default=0)
+    is_initial = models.BooleanField(_("最初の状態"), default=False, help_text=_("申請を受け付けたときの状態（1つだけ）。"))
+    is_final = models.BooleanField(_("終了状態"), default=False, help_text=_("完了・却下・取下げなど、手続きが終わった状態。"))
+    allows_withdrawal = models.BooleanField(
+        _("住民が取り下げできる"), default=False, help_text=_("この状態の間は、住民が LINE から申請を取り下げられます。")
+    )
+    notify_template = models.TextField(
+        _("お知らせの文面"),
+        blank=True,
+        max_length=NOTICE_TEMPLATE_MAX,
+        help_text=_(
+            "この状態になったとき LINE で住民に送る文面。空なら送りません。差し込める項目: "
+            "{受付番号} {手続き名} {状態} {リンク}。回答（氏名など）は差し込めません。"
+        ),
+    )
+    notify_link = models.URLField(
+        _("お知らせのリンク"),
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text=_("{リンク} に入る URL（案内ページなど）。"),
+    )
+
+    class Meta:
+        verbose_name = _("申請の状態")
+        verbose_name_plural = _("申請の状態")
+        ordering = ["order", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["procedure", "code"], name="application_status_code_unique"),
+            models.UniqueConstraint(fields=["procedure", "label"], name="application_status_label_unique"),
+            # "Exactly one initial status" is checked where statuses are edited (the admin's inline), not
+            # by a constraint: moving the mark from one status to another is then a single save.
+        ]
+
+    def __str__(self):
+        return self.label
+
+    def clean(self):
+        from procedures.workflow import notice_template_problems  # the workflow imports these models
+
+        errors = {}
+        if self.is_final and self.allows_withdrawal:
+            errors["allows_withdrawal"] = _("終了状態では取り下げできません。")
+        if self.is_initial and self.is_final:
+            errors["is_final"] = _("最初の状態を終了状態にはできません。")
+        problems = notice_template_problems(
+            self.notify_template,
+            procedure=self.procedure if self.procedure_id else None,
+            link=self.notify_link,
+        )
+        if problems:
+            errors["notify_template"] = problems
+        if errors:
+            raise ValidationError(errors)
+
+
+class StatusTransition(models.Model):
+    """Staff may move an application from one status to another (and then notify the resident)."""
+
+    procedure = models.ForeignKey(
+        Procedure, on_delete=models.CASCADE, related_name="status_transitions", verbose_name=_("手続き")
+    )
+    from_status = models.ForeignKey(
+        ApplicationStatus, on_delete=models.CASCADE, related_name="transitions_out", verbose_name=_("変更前")
+    )
+    to_status = models.ForeignKey(
+        ApplicationStatus, on_delete=models.CASCADE, related_name="transitions_in", verbose_name=_("変更後")
+    )
+    notify = models.BooleanField(
+        _("LINE で知らせる"), default=True, help_text=_("変更後の状態にお知らせの文面があれば、住民に LINE で送ります。")
+    )
+
+    class Meta:
+        verbose_name = _("状態の変更ルール")
+        verbose_name_plural = _("状態の変更ルール")
+        ordering = ["from_status__order", "to_status__order", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["from_status", "to_status"], name="status_transition_unique"),
+            models.CheckConstraint(
+                condition=~models.Q(from_status=models.F("to_status")), name="status_transition_not_to_itself"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.from_status} → {self.to_status}"
+
+    def clean(self):
+        errors = {}
+        for name in ("from_status", "to_status"):
+            status_id = getattr(self, f"{name}_id")
+            if status_id is not None and self.procedure_id is not None:
+                if getattr(self, name).procedure_id != self.procedure_id:
+                    errors[name] = _("この手続きの状態を選んでください。")
+        if self.from_status_id is not None and self.from_status_id == self.to_status_id:
+            errors["to_status"] = _("同じ状態への変更は設定できません。")
+        if errors:
+            raise ValidationError(errors)
+
+
+class ApplicationStatusChange(models.Model):
+    """History: one row per status change of an application (who, how, from what, to what)."""
+
+    class Via(models.TextChoices):
+        STAFF = "staff", _("職員")
+        RESIDENT = "resident", _("住民")
+        SYSTEM = "system", _("システム")
+
+    application = models.ForeignKey(
+        Application, on_delete=models.CASCADE, related_name="status_changes", verbose_name=_("申請")
+    )
+    from_status = models.ForeignKey(
+        ApplicationStatus, null=True, blank=True, on_delete=models.PROTECT, related_name="+", verbose_name=_("変更前")
+    )
+    to_status = models.ForeignKey(
+        ApplicationStatus, on_delete=models.PROTECT, related_name="+", verbose_name=_("変更後")
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("職員"),
+    )
+    via = models.CharField(_("変更した人"), max_length=10, choices=Via.choices)
+    note = models.TextField(_("メモ"), blank=True)
+    notified = models.BooleanField(_("LINE で知らせた"), default=False)
+    created_at = models.DateTimeField(_("日時"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("状態の変更履歴")
+        verbose_name_plural = _("状態の変更履歴")
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.application_id}: {self.from_status} → {self.to_status}"
+
+
+@receiver(post_save, sender=Procedure, dispatch_uid="procedures.procedure_default_statuses")
+def procedure_default_statuses(sender, instance, created, raw=False, **kwargs):
+    """Every new procedure starts with the default statuses and transitions."""
+    if created and not raw:
+        from procedures.workflow import procedure_statuses_ensure
+
+        procedure_statuses_ensure(procedure=instance)
+
+
+@receiver(pre_save, sender=Application, dispatch_uid="procedures.application_status_default")
+def application_status_default(sender, instance, raw=False, **kwargs):
+    """An application saved without a status starts in its procedure's initial status."""
+    if not raw and instance.status_id is None and instance.procedure_id is not None:
+        from procedures.workflow import procedure_initial_status
+
+        instance.status = procedure_initial_status(procedure=instance.procedure)

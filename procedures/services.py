@@ -10,6 +10,8 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from audit import actions as audit_actions
+from audit.services import audit_record
 from procedures import engine
 from procedures.engine.types import Event, Message, Submit
 from procedures.models import (
@@ -34,6 +36,7 @@ from procedures.spec import (
     validate_spec,
 )
 from procedures.texts import problem_message
+from procedures.workflow import initial_status_subquery, procedure_initial_status, resident_status_reply
 
 
 class ProblemsError(Exception):
@@ -77,23 +80,29 @@ def version_publish(*, version: ProcedureVersion, user=None) -> ProcedureVersion
     procedure.current_version = version
     procedure.is_open = True
     procedure.save(update_fields=["current_version", "is_open", "updated_at"])
+    audit_record(actor=user, action=audit_actions.PROCEDURE_PUBLISH, obj=procedure,
+                 details={"version_id": version.pk, "number": version.number})
     return version
 
 
 @transaction.atomic
-def procedure_close(*, procedure: Procedure) -> None:
+def procedure_close(*, procedure: Procedure, actor=None) -> None:
     """Stop accepting: residents can no longer start it and running conversations end politely."""
     Procedure.objects.filter(pk=procedure.pk).update(is_open=False, updated_at=timezone.now())
+    audit_record(actor=actor, action=audit_actions.PROCEDURE_CLOSE, obj=procedure)
 
 
 @transaction.atomic
-def procedure_reopen(*, procedure: Procedure) -> bool:
+def procedure_reopen(*, procedure: Procedure, actor=None) -> bool:
     """Accept again on the current published version; False when nothing was ever published."""
-    return bool(
+    reopened = bool(
         Procedure.objects.filter(pk=procedure.pk, current_version__isnull=False).update(
             is_open=True, updated_at=timezone.now()
         )
     )
+    if reopened:
+        audit_record(actor=actor, action=audit_actions.PROCEDURE_REOPEN, obj=procedure)
+    return reopened
 
 
 @transaction.atomic
@@ -277,9 +286,15 @@ def application_submit(
     if existing is not None:
         return existing
     now = now or timezone.now()
-    version = ProcedureVersion.objects.select_related("procedure").defer("spec").get(pk=submit.version_id)
+    version = (
+        ProcedureVersion.objects.select_related("procedure")
+        .defer("spec")
+        .annotate(initial_status_id=initial_status_subquery())
+        .get(pk=submit.version_id)
+    )
     procedure = version.procedure
     receipt_number = _receipt_number_next(procedure=procedure, year=timezone.localtime(now).year, is_test=is_test)
+    status_id = version.initial_status_id or procedure_initial_status(procedure=procedure).pk
     try:
         with transaction.atomic():
             return Application.objects.create(
@@ -293,6 +308,7 @@ def application_submit(
                 computed=submit.computed,
                 is_test=is_test,
                 submitted_at=now,
+                status_id=status_id,
             )
     except IntegrityError:
         # Only a concurrent identical submission is "already submitted"; any other clash is a bug to surface.
@@ -335,6 +351,11 @@ def conversation_handle(
     """Run one resident input through the engine and apply its effects in one transaction."""
     now = now or timezone.now()
     session = _conversation_lock(line_user_id)
+    # Built-in words and buttons (「申請状況」, withdrawal) are answered before the engine, which
+    # they leave untouched: a procedure in progress continues with the next answer.
+    status_reply = resident_status_reply(line_user_id=line_user_id, event=event, state=session.state)
+    if status_reply is not None:
+        return ConversationReply(messages=status_reply, applications=())
     pinned = []
     current = (session.state or {}).get("session") or {}
     if isinstance(current.get("version_id"), int):

@@ -318,8 +318,65 @@ _SIMPLE = {
 }
 
 
+# -- the status workflow (procedures/workflow.py): 申請状況, withdrawal, notices ---------------
+
+
+def _render_status_list(params: dict) -> str:
+    applications = [item for item in params.get("applications") or [] if isinstance(item, dict)]
+    if not applications:
+        return str(_SIMPLE["status.empty"])
+    lines = [_("お申し込みの状況です（新しい順）。")]
+    can_withdraw = False
+    for number, item in enumerate(applications, start=1):
+        entry = [
+            _fill(_("%(number)s. %(procedure)s"), {"number": number, "procedure": item.get("procedure") or _("手続き")}),
+            _fill(_("受付番号：%(receipt_number)s"), item),
+            _fill(_("状態：%(status)s"), item),
+        ]
+        if item.get("submitted_at"):
+            entry.append(_fill(_("申請日：%(date)s"), {"date": format_date(item["submitted_at"])}))
+        if item.get("can_withdraw"):
+            entry.append(_("（取り下げできます）"))
+            can_withdraw = True
+        lines.append("\n".join(entry))
+    if params.get("more"):
+        lines.append(_fill(_("ほかに%(more)s件のお申し込みがあります。"), params))
+    if can_withdraw:
+        lines.append(_("取り下げる場合は、下のボタンから番号を選んでください。"))
+    return "\n\n".join(lines)
+
+
+def _render_status_notice(params: dict) -> str:
+    return str(params.get("text") or "").strip() or _("お申し込みの状態が変わりました。")
+
+
+_STATUS_RENDERERS = {
+    "status.list": _render_status_list,
+    "status.notice": _render_status_notice,
+}
+
+_SIMPLE_STATUS = {
+    "status.empty": gettext_lazy("お申し込みの記録はありません。"),
+    "status.not_found": gettext_lazy("該当するお申し込みが見つかりません。「申請状況」と送ると、お申し込みの一覧を表示します。"),
+    "status.confirm_withdraw": gettext_lazy(
+        "「%(procedure)s」の申請（受付番号：%(receipt_number)s）を取り下げますか？取り下げると元に戻せません。"
+    ),
+    "status.withdrawn": gettext_lazy("「%(procedure)s」の申請（受付番号：%(receipt_number)s）を取り下げました。"),
+    "status.withdraw_kept": gettext_lazy("取り下げをやめました。お申し込みはそのままです。"),
+    "status.already_withdrawn": gettext_lazy("受付番号 %(receipt_number)s の申請は、すでに取り下げられています。"),
+    "status.withdraw_not_allowed": gettext_lazy(
+        "受付番号 %(receipt_number)s の申請は、現在の状態（%(status)s）では LINE から取り下げできません。"
+        "取り下げを希望される場合は、担当課へお問い合わせください。"
+    ),
+    "status.session_continues": gettext_lazy("「%(name)s」の手続きの途中です。続けるには、前の質問にお答えください。"),
+}
+_SIMPLE.update(_SIMPLE_STATUS)
+
+
 def _render_special(message: Message) -> str | None:
     code, params = message.code, message.params or {}
+    if code in _STATUS_RENDERERS:
+        return _STATUS_RENDERERS[code](params)
     if code == "question":
         return _render_question(params)
     if code == "summary":
@@ -382,11 +439,15 @@ _ACTION_LABELS = {
     "action.keep_going": gettext_lazy("いいえ、続けます"),
     "action.switch": gettext_lazy("はい、切り替えます"),
     "action.stay": gettext_lazy("いいえ、続けます"),
+    "action.withdraw_confirm": gettext_lazy("はい、取り下げます"),
+    "action.withdraw_keep": gettext_lazy("いいえ、取り下げません"),
 }
 
 
 def render_action_label(action: Action) -> str:
     params = action.params or {}
+    if action.code == "action.withdraw":
+        return _fill(_("%(number)s番を取り下げる"), params)
     if action.code in ("action.choice", "action.start"):
         return str(params.get("label") or "")
     if action.code == "action.toggle":

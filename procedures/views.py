@@ -25,8 +25,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
-from PIL import Image, UnidentifiedImageError
 
+from govtech.images import sniff_image
 from procedures import simulator as channel
 from procedures.models import ConversationSession, Procedure, ProcedureVersion
 from procedures.selectors import procedure_spec_get
@@ -39,10 +39,8 @@ from procedures.spec import (
     SpecError,
     Step,
 )
+from staff.policy import procedures_visible_to
 
-# Pillow format name -> the content type LINE would report.
-_PILLOW_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp",
-                 "BMP": "image/bmp", "TIFF": "image/tiff", "HEIF": "image/heic", "ICO": "image/x-icon"}
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,49}/[a-z0-9][a-z0-9.+-]{0,49}")
 # Room for the multipart envelope and the other fields around the file.
@@ -94,7 +92,7 @@ def upload_max_bytes() -> int:
 @staff_member_required
 def simulator_page(request):
     procedures = list(
-        Procedure.objects.order_by("name", "pk").prefetch_related("versions").select_related("current_version")
+        procedures_visible_to(request.user).order_by("name", "pk").prefetch_related("versions").select_related("current_version")
     )
     choice_groups = []
     for procedure in procedures:
@@ -206,11 +204,12 @@ def _id(value, what: str) -> int:
     return value
 
 
-def _version_and_spec(raw_procedure, raw_version):
+def _version_and_spec(raw_procedure, raw_version, user):
     procedure_id = _id(raw_procedure, _("手続き"))
     version_id = _id(raw_version, _("バージョン"))
     version = (
-        ProcedureVersion.objects.select_related("procedure").filter(pk=version_id, procedure_id=procedure_id).first()
+        ProcedureVersion.objects.select_related("procedure").filter(pk=version_id, procedure_id=procedure_id)
+        .filter(procedure__in=procedures_visible_to(user)).first()
     )
     if version is None:
         raise _BadRequest(_("指定された手続きのバージョンが見つかりません。ページを読み込み直してください。"), 404)
@@ -258,7 +257,7 @@ def _handle(request, spec, event):
 def simulator_send(request):
     """{procedure, version, event} -> {messages: [...], applications: [...]} (see procedures/simulator.py)."""
     body = _read_json(request)
-    _version, spec = _version_and_spec(body.get("procedure"), body.get("version"))
+    _version, spec = _version_and_spec(body.get("procedure"), body.get("version"), request.user)
     if "event" not in body:
         raise _BadRequest(_("送信内容（event）がありません。"))
     event = channel.event_from_dict(body["event"])
@@ -325,7 +324,7 @@ def _upload(request, limit: int, handler: _LimitedUploadHandler):
         raise _BadRequest(_too_large_message(limit), 413)
     if upload is None:
         raise _BadRequest(_("画像ファイルを選んでください。"))
-    _version, spec = _version_and_spec(request.POST.get("procedure"), request.POST.get("version"))
+    _version, spec = _version_and_spec(request.POST.get("procedure"), request.POST.get("version"), request.user)
     step_key = request.POST.get("step", "")
     if step_key and not KEY_PATTERN.match(step_key):
         raise _BadRequest(_("ステップのキー（step）が正しくありません。"))
@@ -360,12 +359,9 @@ def _step_max_bytes(spec, step_key: str) -> int:
 
 def _image_type(upload) -> str:
     """The real type of the file: what Pillow recognises, never what the browser merely claims."""
-    try:
-        upload.seek(0)
-        with Image.open(upload) as image:
-            image.verify()
-            kind = _PILLOW_TYPES.get(image.format or "", f"image/{(image.format or 'unknown').lower()}")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    upload.seek(0)
+    kind = sniff_image(upload.read())[0]
+    if kind is None:
         claimed = (upload.content_type or "").split(";")[0].strip().lower()
         # A file that only claims to be a JPEG or PNG is not one.
         if claimed in IMAGE_TYPES or not _CONTENT_TYPE.fullmatch(claimed):
