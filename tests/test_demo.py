@@ -260,6 +260,9 @@ def test_run_demo_serves_admin_runs_the_task_cluster_and_stops_on_sigterm(tmp_pa
             except OSError:
                 time.sleep(0.5)
         assert status == 200, log.read_text()
+        # The banner follows the runner's own readiness poll, a moment after the port answers.
+        while time.monotonic() < deadline and "Stop with Ctrl-C." not in log.read_text():
+            time.sleep(0.2)
         children = {pid: cmdline for pid, ppid, _, cmdline in _processes() if ppid == process.pid}
         assert any("qcluster" in cmdline for cmdline in children.values()), children
         assert any("runserver" in cmdline for cmdline in children.values()), children
