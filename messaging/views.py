@@ -21,10 +21,8 @@ import re
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
-from django.core.exceptions import BadRequest, RequestDataTooBig
-from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
-from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -32,12 +30,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
+from govtech.uploads import LimitedUploadHandler, UploadRefused, too_large_message, upload_guard, uploaded_file
 from messaging import simulator
 from messaging.simulator import FakeLine, SimulatedResident, SimulatorError
 
 SESSION_KEY = "messaging.resident_simulator.number"
 MAX_RESIDENTS = 1_000_000
-_MULTIPART_OVERHEAD = 64 * 1024
 _CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,49}/[a-z0-9][a-z0-9.+-]{0,49}$")
 _DEFAULT_CITY_HALL = {"latitude": 35.689501, "longitude": 139.691722, "address": "市役所", "title": "市役所"}
 
@@ -130,7 +128,7 @@ def resident_simulator_page(request):
         },
         "text_max": simulator.TEXT_MAX,
         "upload_max_bytes": settings.SIMULATOR_UPLOAD_MAX_BYTES,
-        "upload_too_large": _too_large(settings.SIMULATOR_UPLOAD_MAX_BYTES),
+        "upload_too_large": too_large_message(settings.SIMULATOR_UPLOAD_MAX_BYTES),
         "city_hall": getattr(settings, "SIMULATOR_CITY_HALL", _DEFAULT_CITY_HALL),
     }
     context = {
@@ -142,12 +140,6 @@ def resident_simulator_page(request):
         "config": config,
     }
     return render(request, "messaging/resident_simulator.html", context)
-
-
-def _too_large(limit: int) -> str:
-    return _("ファイルが大きすぎます。%(max)s MB 以下の画像を選んでください。") % {
-        "max": f"{limit / (1024 * 1024):.1f}".rstrip("0").rstrip(".")
-    }
 
 
 # --------------------------------------------------------------------------
@@ -241,26 +233,6 @@ def resident_simulator_reset(request):
     return _ok(user_id=user_id, display_name=_display_name(request), state=simulator.follow_state(user_id))
 
 
-class _LimitedUploadHandler(FileUploadHandler):
-    """Stops reading a file as soon as it is larger than allowed (bodies without an honest Content-Length)."""
-
-    def __init__(self, limit: int, request=None):
-        super().__init__(request)
-        self.limit = limit
-        self.received = 0
-        self.too_large = False
-
-    def receive_data_chunk(self, raw_data, start):
-        self.received += len(raw_data)
-        if self.received > self.limit:
-            self.too_large = True
-            raise StopUpload(connection_reset=False)
-        return raw_data
-
-    def file_complete(self, file_size):
-        return None
-
-
 @csrf_exempt  # checked in _upload, once the size limit is in place
 @require_POST
 @_staff_json
@@ -268,26 +240,18 @@ def resident_simulator_upload(request):
     """An image the resident sends: registered as message content on the fake LINE, then an image event."""
     limit = settings.SIMULATOR_UPLOAD_MAX_BYTES
     try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > limit + _MULTIPART_OVERHEAD:
-        raise SimulatorError(_too_large(limit), 413)
-    handler = _LimitedUploadHandler(limit, request)
-    request.upload_handlers.insert(0, handler)
+        handler = upload_guard(request, limit)
+    except UploadRefused as refused:
+        raise SimulatorError(refused.message, refused.status) from None
     return _upload(request, limit, handler)
 
 
 @csrf_protect
-def _upload(request, limit: int, handler: _LimitedUploadHandler):
+def _upload(request, limit: int, handler: LimitedUploadHandler):
     try:
-        upload = request.FILES.get("file")
-    except (MultiPartParserError, BadRequest, RequestDataTooBig):
-        raise SimulatorError(_("送信されたファイルを読み取れませんでした。もう一度お試しください。")) from None
-    if handler.too_large or (upload is not None and upload.size > limit):
-        raise SimulatorError(_too_large(limit), 413)
-    if upload is None or not upload.size:
-        raise SimulatorError(_("画像ファイルを選んでください。"))
+        upload = uploaded_file(request, handler, limit)
+    except UploadRefused as refused:
+        raise SimulatorError(refused.message, refused.status) from None
     user_id = _user_id(request)
     if simulator.follow_state(user_id) == "blocked":
         raise SimulatorError(_("ブロック中です。送るには、先に「友だち追加」をしてください。"))

@@ -15,11 +15,8 @@ import uuid
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
-from django.core.exceptions import BadRequest, RequestDataTooBig
 from django.core.files.storage import default_storage
-from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import JsonResponse
-from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext as _
@@ -27,6 +24,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from govtech.images import sniff_image
+from govtech.uploads import LimitedUploadHandler, UploadRefused, too_large_message, upload_guard, uploaded_file
 from procedures import simulator as channel
 from procedures.models import ConversationSession, Procedure, ProcedureVersion
 from procedures.selectors import procedure_spec_get
@@ -44,7 +42,6 @@ from staff.policy import procedures_visible_to
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,49}/[a-z0-9][a-z0-9.+-]{0,49}")
 # Room for the multipart envelope and the other fields around the file.
-_MULTIPART_OVERHEAD = 64 * 1024
 # Where "市役所" puts the resident on the location form unless settings.SIMULATOR_CITY_HALL says otherwise.
 _DEFAULT_CITY_HALL = {"latitude": 35.689501, "longitude": 139.691722, "address": "市役所", "title": "市役所"}
 
@@ -121,7 +118,7 @@ def simulator_page(request):
             "reset": reverse("procedures:simulator_reset"),
         },
         "upload_max_bytes": upload_max_bytes(),
-        "upload_too_large": _too_large_message(upload_max_bytes()),
+        "upload_too_large": too_large_message(upload_max_bytes()),
         "city_hall": getattr(settings, "SIMULATOR_CITY_HALL", _DEFAULT_CITY_HALL),
     }
     context = {
@@ -272,27 +269,6 @@ def simulator_reset(request):
     return JsonResponse({"ok": True, "messages": [], "applications": []})
 
 
-class _LimitedUploadHandler(FileUploadHandler):
-    """Stops reading a file as soon as it is bigger than the simulator accepts (for bodies without
-    an honest Content-Length); smaller files go on to Django's usual memory or temporary-file handlers."""
-
-    def __init__(self, limit: int, request=None):
-        super().__init__(request)
-        self.limit = limit
-        self.received = 0
-        self.too_large = False
-
-    def receive_data_chunk(self, raw_data, start):
-        self.received += len(raw_data)
-        if self.received > self.limit:
-            self.too_large = True
-            raise StopUpload(connection_reset=False)
-        return raw_data
-
-    def file_complete(self, file_size):
-        return None
-
-
 @csrf_exempt  # the CSRF check runs in _upload below, once the size limit is in place
 @require_POST
 @_staff_json
@@ -304,26 +280,18 @@ def simulator_upload(request):
     """
     limit = upload_max_bytes()
     try:
-        content_length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        content_length = 0
-    if content_length > limit + _MULTIPART_OVERHEAD:
-        raise _BadRequest(_too_large_message(limit), 413)
-    handler = _LimitedUploadHandler(limit, request)
-    request.upload_handlers.insert(0, handler)
+        handler = upload_guard(request, limit)
+    except UploadRefused as refused:
+        raise _BadRequest(refused.message, refused.status) from None
     return _upload(request, limit, handler)
 
 
 @csrf_protect
-def _upload(request, limit: int, handler: _LimitedUploadHandler):
+def _upload(request, limit: int, handler: LimitedUploadHandler):
     try:
-        upload = request.FILES.get("file")
-    except (MultiPartParserError, BadRequest, RequestDataTooBig):
-        raise _BadRequest(_("送信されたファイルを読み取れませんでした。もう一度お試しください。")) from None
-    if handler.too_large or (upload is not None and upload.size > limit):
-        raise _BadRequest(_too_large_message(limit), 413)
-    if upload is None:
-        raise _BadRequest(_("画像ファイルを選んでください。"))
+        upload = uploaded_file(request, handler, limit)
+    except UploadRefused as refused:
+        raise _BadRequest(refused.message, refused.status) from None
     _version, spec = _version_and_spec(request.POST.get("procedure"), request.POST.get("version"), request.user)
     step_key = request.POST.get("step", "")
     if step_key and not KEY_PATTERN.match(step_key):
@@ -346,10 +314,6 @@ def _upload(request, limit: int, handler: _LimitedUploadHandler):
     return _reply_json(request, _handle(request, spec, event))
 
 
-def _too_large_message(limit: int) -> str:
-    return _("ファイルが大きすぎます。%(max)s以下の画像を選んでください。") % {"max": _human_size(limit)}
-
-
 def _step_max_bytes(spec, step_key: str) -> int:
     step: Step | None = next((s for s in spec.steps if s.key == step_key), None) if step_key else None
     if step is not None and step.kind == "image":
@@ -368,11 +332,3 @@ def _image_type(upload) -> str:
             return "application/octet-stream"
         return claimed
     return kind
-
-
-def _human_size(size: int) -> str:
-    """10485760 -> "10 MB", 1536 -> "1.5 KB", 20 -> "20 バイト"."""
-    for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
-        if size >= factor:
-            return f"{round(size / factor, 1):g} {unit}"
-    return _("%(size)s バイト") % {"size": size}

@@ -7,7 +7,6 @@ import json
 import zipfile
 
 import pytest
-from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
@@ -16,7 +15,6 @@ from django.utils.html import escape
 from procedures import admin as procedures_admin
 from procedures.admin_forms import (
     RuleError,
-    TermsField,
     condition_to_rules,
     parse_number,
     rule_to_leaf,
@@ -25,6 +23,7 @@ from procedures.admin_forms import (
 )
 from procedures.models import Application, ComputedValue, Procedure, ProcedureVersion, Step, StepChoice
 from procedures.services import ProblemsError, draft_get_or_create, order_after_move, procedure_import, version_problems
+from procedures.tests.admin_browser import form_data, messages_of
 from procedures.tests.factories import (
     ApplicationFactory,
     DepartmentFactory,
@@ -46,39 +45,6 @@ def version_url(version) -> str:
 
 def step_url(step) -> str:
     return reverse("admin:procedures_step_change", args=[step.pk])
-
-
-def messages_of(response) -> list[str]:
-    return [str(message) for message in get_messages(response.wsgi_request)]
-
-
-def form_data(response) -> dict:
-    """The POST data the browser would send for an admin change form as it was rendered."""
-    data: dict = {}
-
-    def add(form, prefix=""):
-        for name, field in form.fields.items():
-            if field.disabled:
-                continue
-            key = f"{prefix}{name}"
-            value = form[name].value()
-            if isinstance(field, TermsField):
-                for index, (step, factor) in enumerate(field.widget.rows(value)):
-                    data[f"{key}_{index}_step"] = step
-                    data[f"{key}_{index}_factor"] = factor
-                continue
-            if value is None or value is False:
-                continue
-            data[key] = "on" if value is True else value
-
-    add(response.context["adminform"].form)
-    for inline in response.context["inline_admin_formsets"]:
-        formset = inline.formset
-        for name in formset.management_form.fields:
-            data[f"{formset.prefix}-{name}"] = formset.management_form[name].value()
-        for form in formset.forms:
-            add(form, f"{form.prefix}-")
-    return data
 
 
 def steps_in_order(version) -> list[str]:

@@ -405,7 +405,7 @@ def test_image_over_the_steps_limit_is_reasked_and_over_the_upload_limit_refused
 
     settings.SIMULATOR_UPLOAD_MAX_BYTES = 20
     error = chat.upload(SimpleUploadedFile("a.png", png_bytes(), content_type="image/png"), "photo", expect=413)
-    assert error["error"] == "ファイルが大きすぎます。20 バイト以下の画像を選んでください。"
+    assert error["error"] == "ファイルが大きすぎます。20バイト以下の画像を選んでください。"
 
 
 def test_location_and_sticker_and_typed_commands(admin_client):
@@ -543,7 +543,7 @@ def test_upload_over_the_limit_is_refused_before_the_body_is_read(admin_client, 
     big = SimpleUploadedFile("big.png", b"\x89PNG" + b"0" * 200_000, content_type="image/png")
     response = admin_client.post(UPLOAD, {"procedure": version.procedure_id, "version": version.pk, "file": big})
     assert response.status_code == 413
-    assert response.json()["error"] == "ファイルが大きすぎます。1 KB以下の画像を選んでください。"
+    assert response.json()["error"] == "ファイルが大きすぎます。1KB以下の画像を選んでください。"
     assert not media_root.exists() or not any(media_root.rglob("*.*"))
 
 
