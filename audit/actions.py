@@ -11,6 +11,8 @@ LOGIN_FAILED = "auth.login_failed"
 LOGOUT = "auth.logout"
 APPLICATION_VIEW = "application.view"
 APPLICATION_STATUS_CHANGE = "application.status_change"
+APPLICATION_REVEAL = "application.reveal"
+APPLICATION_IMAGE_VIEW = "application.image_view"
 PROCEDURE_PUBLISH = "procedure.publish"
 PROCEDURE_CLOSE = "procedure.close"
 PROCEDURE_REOPEN = "procedure.reopen"
@@ -21,6 +23,7 @@ ROLE_REVOKE = "role.revoke"
 PROCEDURE_GRANT_ADD = "role.procedure_grant"
 PROCEDURE_GRANT_REMOVE = "role.procedure_revoke"
 AUDIT_EXPORT = "audit.export"
+APPLICATION_EXPORT = "application.export"
 
 LABELS = {
     LOGIN: _("ログイン"),
@@ -28,6 +31,8 @@ LABELS = {
     LOGOUT: _("ログアウト"),
     APPLICATION_VIEW: _("申請の閲覧"),
     APPLICATION_STATUS_CHANGE: _("申請の状態変更"),
+    APPLICATION_REVEAL: _("機微情報の表示"),
+    APPLICATION_IMAGE_VIEW: _("添付画像の閲覧"),
     PROCEDURE_PUBLISH: _("手続きの公開"),
     PROCEDURE_CLOSE: _("受付の停止"),
     PROCEDURE_REOPEN: _("受付の再開"),
@@ -38,6 +43,7 @@ LABELS = {
     PROCEDURE_GRANT_ADD: _("委託手続きの付与"),
     PROCEDURE_GRANT_REMOVE: _("委託手続きの取り消し"),
     AUDIT_EXPORT: _("監査ログの書き出し"),
+    APPLICATION_EXPORT: _("申請の書き出し"),
 }
 
 

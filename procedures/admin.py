@@ -50,6 +50,7 @@ from procedures.admin_forms import (
     condition_to_rules,
     rule_field,
 )
+from procedures.attachments import attachment_url
 from procedures.flow import KIND_SYMBOLS, condition_text, flow_build, flow_svg, kind_label, truncate
 from procedures.models import (
     STEP_MODELS,
@@ -77,13 +78,14 @@ from procedures.services import (
     version_publish,
     version_restore,
 )
-from procedures.spec import CHOICE_KINDS, FLOW_KINDS, SpecError, parse_spec
+from procedures.spec import CHOICE_KINDS, FLOW_KINDS, KEY_PATTERN, SpecError, parse_spec
 from procedures.texts import answer_text
 from procedures.workflow import WorkflowError, application_status_change, next_statuses
 from staff import policy
 from staff.mixins import ScopedAdminMixin
 
 MASK = "●●●●"
+REVEAL_ALL = "__all__"
 
 
 class BuilderMedia:
@@ -1056,13 +1058,24 @@ def _shows_tests(request) -> bool:
     return request.GET.get(TestApplicationFilter.parameter_name) in ("show", "only")
 
 
-def answer_rows(spec_data: dict, answers: dict) -> list[tuple[str, str]]:
-    """(label, shown value) for every question of the version; sensitive answers masked, never shown."""
-    answers = answers if isinstance(answers, dict) else {}
+def _version_steps(spec_data: dict):
     try:
-        steps = parse_spec(spec_data).steps
+        return parse_spec(spec_data).steps
     except SpecError:
-        steps = ()  # an unreadable draft: nothing is known about sensitivity, so everything stays masked
+        return ()  # an unreadable draft: nothing is known about sensitivity, so everything stays masked
+
+
+def answer_rows(
+    spec_data: dict, answers: dict, *, revealed=frozenset(), image_url=None
+) -> list[tuple[str, str]]:
+    """(label, shown value) for every question of the version; sensitive answers masked.
+
+    `revealed`: keys whose sensitive values are shown (one response of the reveal page only).
+    `image_url(key)`: the access-checked link for an image answer (procedures/attachments.py);
+    without it an image reads as 画像1枚.
+    """
+    answers = answers if isinstance(answers, dict) else {}
+    steps = _version_steps(spec_data)
     rows = []
     for step in steps:
         if not step.is_input:
@@ -1070,14 +1083,52 @@ def answer_rows(spec_data: dict, answers: dict) -> list[tuple[str, str]]:
         label = truncate(step.label or step.key, 60)
         if answers.get(step.key) is None:
             rows.append((label, _("（回答なし）")))
-        elif step.sensitive:
+        elif step.sensitive and step.key not in revealed:
             rows.append((label, MASK))
+        elif step.kind == "image" and image_url is not None:
+            rows.append((label, format_html(
+                '<a href="{}" target="_blank" rel="noopener">{}</a>', image_url(step.key), _("画像を開く（別タブ）")
+            )))
         else:
             rows.append((label, answer_text(step, answers[step.key])))
     # Answers the version does not describe: their sensitivity is unknown, so they stay masked.
     known = {step.key for step in steps}
-    rows.extend((str(key), MASK) for key in answers if key not in known)
+    rows.extend(
+        (str(key), str(answers[key]) if key in revealed else MASK) for key in answers if key not in known
+    )
     return rows
+
+
+def revealable_answers(spec_data: dict, answers: dict) -> list[tuple[str, str]]:
+    """(key, label) of the answered sensitive questions, and of answers the version does not describe."""
+    answers = answers if isinstance(answers, dict) else {}
+    steps = _version_steps(spec_data)
+    found = [
+        (step.key, truncate(step.label or step.key, 30))
+        for step in steps
+        if step.is_input and step.sensitive and answers.get(step.key) is not None
+    ]
+    known = {step.key for step in steps}
+    found.extend(
+        (key, key) for key in answers if key not in known and isinstance(key, str) and KEY_PATTERN.match(key)
+    )
+    return found
+
+
+def reveal_buttons_html(application: Application, keys: list[tuple[str, str]]) -> str:
+    """「表示する」 buttons posted (with the change form's CSRF token) to the reveal page."""
+    url = reverse("admin:procedures_application_reveal", args=[application.pk])
+    button = '<button type="submit" class="button" formaction="{}" formmethod="post" name="reveal" value="{}">{}</button>'
+    buttons = format_html_join(
+        " ", button, ((url, key, _("表示する：%(label)s") % {"label": label}) for key, label in keys)
+    )
+    everything = format_html(button, url, REVEAL_ALL, _("すべて表示する"))
+    return format_html(
+        '<div class="procedure-reveal"><p>{}</p><p>{} {}</p></div>',
+        _("伏せ字の回答は、ボタンを押したときだけ表示します（表示は記録されます）。"),
+        buttons,
+        everything,
+    )
 
 
 @admin.register(Application)
@@ -1090,8 +1141,16 @@ class ApplicationAdmin(ScopedAdminMixin, admin.ModelAdmin):
               "status_actions", "status_history", "answers_table", "computed_table"]
     readonly_fields = fields
     # The status page (status_view) changes the application's status: the policy's "process".
-    scope_object_views = {"status": policy.PROCESS}
+    # The reveal page shows sensitive answers: the policy's "reveal_sensitive".
+    scope_object_views = {"status": policy.PROCESS, "reveal": policy.REVEAL_SENSITIVE}
     Media = BuilderMedia
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            # Who looks at this instance (this request only): answers_table offers what that user may do.
+            obj._viewer = request.user
+        return obj
 
     def get_queryset(self, request):
         match = request.resolver_match
@@ -1142,8 +1201,52 @@ class ApplicationAdmin(ScopedAdminMixin, admin.ModelAdmin):
                 self.admin_site.admin_view(self.status_view),
                 name="procedures_application_status",
             ),
+            path(
+                "<path:object_id>/reveal/",
+                self.admin_site.admin_view(self.reveal_view),
+                name="procedures_application_reveal",
+            ),
         ]
         return urls + super().get_urls()
+
+    def reveal_view(self, request, object_id):
+        """POST reveal (step keys, or "__all__"): the answers with those sensitive values shown, this response only.
+
+        Nothing is stored: the detail page (and any later GET) masks them again. Each reveal is audit
+        logged with the step keys, never the values.
+        """
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        application = self.get_object(request, unquote(object_id))
+        if application is None:
+            raise Http404(_("指定された申請が見つかりません。"))
+        if not policy.can(request.user, policy.REVEAL_SENSITIVE, application):
+            raise PermissionDenied
+        change_url = reverse("admin:procedures_application_change", args=[application.pk])
+        spec_data = version_spec_data(application.version)
+        revealable = [key for key, _label in revealable_answers(spec_data, application.answers)]
+        asked = set(request.POST.getlist("reveal"))
+        keys = revealable if REVEAL_ALL in asked else [key for key in revealable if key in asked]
+        if not keys:
+            messages.error(request, _("表示できる伏せ字の回答がありません。"))
+            return HttpResponseRedirect(change_url)
+        audit_record(actor=request.user, action=audit_actions.APPLICATION_REVEAL, obj=application,
+                     details={"receipt_number": application.receipt_number, "keys": keys}, request=request)
+        rows = answer_rows(spec_data, application.answers, revealed=frozenset(keys),
+                           image_url=lambda key: attachment_url(application.pk, key))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("機微情報の表示（%(receipt)s）") % {"receipt": application.receipt_number},
+            "application": application,
+            "change_url": change_url,
+            "rows": rows,
+            "revealed_labels": [label for key, label in revealable_answers(spec_data, application.answers)
+                                if key in keys],
+        }
+        response = TemplateResponse(request, "admin/procedures/application/reveal.html", context)
+        response["Cache-Control"] = "private, no-store"
+        return response
 
     def status_view(self, request, object_id):
         """POST to_status (+ status_note): move the application along an allowed transition."""
@@ -1178,13 +1281,21 @@ class ApplicationAdmin(ScopedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("回答"))
     def answers_table(self, obj):
-        rows = answer_rows(version_spec_data(obj.version), obj.answers)
+        spec_data = version_spec_data(obj.version)
+        viewer = getattr(obj, "_viewer", None)
+        may_view = viewer is not None and policy.can(viewer, policy.VIEW, obj)
+        rows = answer_rows(spec_data, obj.answers,
+                           image_url=(lambda key: attachment_url(obj.pk, key)) if may_view else None)
         if not rows:
             return _("（回答はありません）")
-        return format_html(
+        table = format_html(
             '<table class="procedure-answers"><tbody>{}</tbody></table>',
             format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
         )
+        keys = revealable_answers(spec_data, obj.answers)
+        if keys and viewer is not None and policy.can(viewer, policy.REVEAL_SENSITIVE, obj):
+            table = format_html("{}{}", table, reveal_buttons_html(obj, keys))
+        return table
 
     @admin.display(description=gettext_lazy("計算項目"))
     def computed_table(self, obj):

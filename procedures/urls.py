@@ -1,6 +1,6 @@
 from django.urls import path
 
-from procedures import views
+from procedures import attachments, export_views, views
 
 app_name = "procedures"
 
@@ -9,4 +9,10 @@ urlpatterns = [
     path("simulator/send/", views.simulator_send, name="simulator_send"),
     path("simulator/upload/", views.simulator_upload, name="simulator_upload"),
     path("simulator/reset/", views.simulator_reset, name="simulator_reset"),
+    path("exports/", export_views.export_page, name="application_export"),
+    path(
+        "applications/<int:application_id>/attachments/<str:step_key>/",
+        attachments.application_attachment,
+        name="application_attachment",
+    ),
 ]

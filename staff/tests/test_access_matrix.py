@@ -17,16 +17,19 @@ from collections.abc import Callable
 from html.parser import HTMLParser
 
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
 from audit.models import AuditEntry
 from procedures.models import Procedure, ProcedureVersion, Step
-from procedures.services import procedure_export_data
+from procedures.services import procedure_export_data, version_publish
+from procedures.tests.factories import ApplicationFactory, ImageStepFactory
 from residents.models import Resident
 from staff.models import Role, StaffMembership
-from staff.tests.world import A_GRANTED, A_OTHER, ROLES, B, marker, world_fixture
+from staff.tests.world import A_GRANTED, A_OTHER, NONE, ROLES, B, marker, world_fixture
 
 world = pytest.fixture(scope="module", name="world")(world_fixture)
 
@@ -579,14 +582,103 @@ def test_access_matrix(world, role, case):
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.skip(reason="attachment download view arrives with the application inbox")
-def test_attachment_download_matrix():
-    """Every role x attachment of an application in another department, by direct URL: denied where it must be."""
+# --------------------------------------------------------------------------
+# Attached images (procedures/attachments.py): every role x an image of an application in each
+# place, by direct URL with the application's id. Sensitive images need the reveal permission.
+# --------------------------------------------------------------------------
+
+A_REVEALERS = ADMINS | {"department_staff", "outsourced_operator", "auditor", "auditor_citywide"}
+
+ATTACHMENT_ALLOWED: dict[str, set[str]] = {
+    "attachment.own": A_GRANTED_READERS,
+    "attachment.same_department_not_granted": A_READERS,
+    "attachment.other_department": CITY_READERS,
+    "attachment.without_department": CITY_READERS,
+    "attachment.sensitive.own": A_REVEALERS,  # not the department viewer: no reveal permission
+    "attachment.sensitive.same_department_not_granted": ADMINS | {"department_staff", "auditor", "auditor_citywide"},
+    "attachment.sensitive.other_department": CITY_READERS,
+}
+
+ATTACHMENT_CASES: dict[str, tuple[str, str]] = {
+    "attachment.own": (A_GRANTED, "photo"),
+    "attachment.same_department_not_granted": (A_OTHER, "photo"),
+    "attachment.other_department": (B, "photo"),
+    "attachment.without_department": (NONE, "photo"),
+    "attachment.sensitive.own": (A_GRANTED, "id_photo"),
+    "attachment.sensitive.same_department_not_granted": (A_OTHER, "id_photo"),
+    "attachment.sensitive.other_department": (B, "id_photo"),
+}
+
+IMAGE_BYTES = b"\x89PNG\r\n\x1a\n matrix image"
 
 
-@pytest.mark.skip(reason="application CSV export arrives with the auditors' export (django-import-export)")
-def test_application_export_matrix():
-    """Every role x export of another department's applications: only auditors and system administrators of that scope."""
+def _image_application(world, place: str):
+    """An application of `place`'s procedure with a photo and a sensitive ID photo (undone after the test)."""
+    draft = ProcedureVersion.objects.get(pk=world[place].draft.pk)
+    ImageStepFactory(version=draft, key="photo", label="写真", position=2)
+    ImageStepFactory(version=draft, key="id_photo", label="本人確認書類", position=3, sensitive=True)
+    version = version_publish(version=draft)
+    answers = {}
+    for key in ("photo", "id_photo"):
+        ref = default_storage.save(f"line/images/matrix/{place}-{key}.png", ContentFile(IMAGE_BYTES))
+        answers[key] = {"ref": ref, "content_type": "image/png", "size": len(IMAGE_BYTES)}
+    return ApplicationFactory(version=version, procedure=version.procedure, answers=answers)
+
+
+def test_every_attachment_case_has_a_place_and_an_expectation():
+    assert set(ATTACHMENT_CASES) == set(ATTACHMENT_ALLOWED)
+    for roles in ATTACHMENT_ALLOWED.values():
+        assert roles <= set(URL_ROLES)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", sorted(ATTACHMENT_CASES))
+@pytest.mark.parametrize("role", URL_ROLES)
+def test_attachment_download_matrix(world, settings, tmp_path, role, case):
+    """Every role x attachment of an application in its own / another department, by direct URL."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    place, key = ATTACHMENT_CASES[case]
+    application = _image_application(world, place)
+    client = Client()
+    if role != "anonymous":
+        client.force_login(world.users[role])
+    response = client.get(reverse("procedures:application_attachment", args=[application.pk, key]))
+    _ok(response)
+    served = response.status_code == 200 and b"".join(response.streaming_content) == IMAGE_BYTES
+    if not served:
+        assert IMAGE_BYTES not in (b"" if response.streaming else response.content)
+    assert served is (role in ATTACHMENT_ALLOWED[case])
+
+
+# The application CSV export (/procedures/exports/): place -> the roles that get the place's application
+# in the file. Viewers and outsourced operators never export; another department's procedure is refused.
+EXPORT_ALLOWED: dict[str, set[str]] = {
+    A_GRANTED: ADMINS | {"department_staff", "auditor", "auditor_citywide"},  # granted to the operator: still no export
+    A_OTHER: ADMINS | {"department_staff", "auditor", "auditor_citywide"},
+    B: CITY_READERS,
+    NONE: CITY_READERS,
+}
+
+
+def _application_export(client, world, place: str) -> bool:
+    response = client.get(
+        reverse("procedures:application_export"), {"procedure": world[place].procedure.pk, "download": "1"}
+    )
+    _ok(response)
+    if response.status_code != 200 or not response.streaming:
+        return False
+    return marker("receipt", place) in b"".join(response.streaming_content).decode("utf-8-sig")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("place", sorted(EXPORT_ALLOWED))
+@pytest.mark.parametrize("role", URL_ROLES)
+def test_application_export_matrix(world, role, place):
+    """Every role x export of an application in its own department, another department or none."""
+    client = Client()
+    if role != "anonymous":
+        client.force_login(world.users[role])
+    assert _application_export(client, world, place) is (role in EXPORT_ALLOWED[place])
 
 
 @pytest.mark.skip(reason="the REST API arrives with djangorestframework endpoints")
