@@ -12,8 +12,8 @@ row, is used).
   choices come out joined with 「、」).
 - Sensitive steps are shown only to users who may reveal sensitive answers of the application
   (staff.policy), otherwise as ●●●●.
-- Images are a text placeholder 画像（受付番号/キー）: the access-checked image view is not part of
-  this export yet, so no URL is written (a link would go stale or leak ids into spreadsheets).
+- Images are links to the access-checked image view (procedures/attachments.py): whoever opens
+  one must be allowed to see that application, so the link itself reveals nothing.
 - Every cell goes through audit.exports.neutralise against CSV injection (= + - @ tab CR).
 - Test applications (the simulator's) are never exported.
 - Encodings: UTF-8 with a BOM (Excel opens it correctly) or CP932 (Shift_JIS as Windows has it),
@@ -37,6 +37,7 @@ from import_export.fields import Field
 from audit import actions
 from audit.exports import neutralise
 from audit.services import audit_record
+from procedures.attachments import attachment_url
 from procedures.models import Application, ApplicationStatus, Procedure, ProcedureVersion
 from procedures.selectors import version_spec_data
 from procedures.spec import SpecError, Step, parse_spec
@@ -153,9 +154,10 @@ def _unique(header: str, key: str, used: set[str]) -> str:
 class ApplicationExportResource(resources.Resource):
     """The columns of one procedure's export; `export_resource(application)` gives one row of text."""
 
-    def __init__(self, *, user, procedure: Procedure, versions: list[tuple[int, _VersionInfo, tuple]]):
+    def __init__(self, *, user, procedure: Procedure, versions: list[tuple[int, _VersionInfo, tuple]], link_base=""):
         super().__init__()
         self.user = user
+        self.link_base = link_base  # scheme and host for absolute image links ("" gives site-relative ones)
         self.procedure = procedure
         self.versions = {version_id: info for version_id, info, _spec in versions}
         used = set(FIXED_COLUMNS)
@@ -229,8 +231,7 @@ class ApplicationExportResource(resources.Resource):
             if step.sensitive and not self._may_reveal(application):
                 return MASK
             if step.kind == "image":
-                # No link yet: the image view is not wired into exports, the text says where the image is.
-                return f"画像（{application.receipt_number}/{key}）"
+                return self.link_base + attachment_url(application.pk, key)
             return answer_text(step, answers[key])
 
         return answer
@@ -282,10 +283,11 @@ class Export:
         return encode_lines(self.lines(), self.filters.encoding)
 
 
-def build_export(*, user, filters: ExportFilters) -> Export:
+def build_export(*, user, filters: ExportFilters, request=None) -> Export:
     applications = export_queryset(user, filters)
     versions = _version_infos(filters.procedure, applications)
-    resource = ApplicationExportResource(user=user, procedure=filters.procedure, versions=versions)
+    link_base = request.build_absolute_uri("/").rstrip("/") if request is not None else ""
+    resource = ApplicationExportResource(user=user, procedure=filters.procedure, versions=versions, link_base=link_base)
     return Export(resource, applications, filters)
 
 
@@ -308,7 +310,7 @@ def application_export(*, user, filters: ExportFilters, request=None) -> Iterato
     off; the count is what the filters matched at that moment (rows arriving during a long
     stream may make the file differ by those rows).
     """
-    export = build_export(user=user, filters=filters)
+    export = build_export(user=user, filters=filters, request=request)
     count = export.applications.count()
     audit_record(
         actor=user,

@@ -120,10 +120,14 @@ def test_multiple_choices_are_joined(procedure, version, staff_user):
     assert row[header.index("希望曜日")] == "月曜、水曜"
 
 
-def test_images_are_a_placeholder_naming_receipt_and_key(procedure, version, staff_user):
+def test_images_are_links_to_the_access_checked_image_view(procedure, version, staff_user):
     application = _application(version, answers={"photo": {"ref": "line/images/x.jpg", "images": 1}})
     header, row = _rows(_download(_client(staff_user), procedure))
-    assert row[header.index("写真")] == f"画像（{application.receipt_number}/photo）"
+    link = row[header.index("写真")]
+    assert link == f"http://testserver/procedures/applications/{application.pk}/attachments/photo/"
+    # The link is only as good as the viewer's access: an anonymous visitor is sent to the login.
+    anonymous = Client().get(link.removeprefix("http://testserver"))
+    assert anonymous.status_code == 302 and "/admin/login/" in anonymous.url
 
 
 def test_sensitive_answers_are_masked_without_reveal_permission(procedure, version, staff_user):
