@@ -491,6 +491,13 @@ class Application(models.Model):
     status = models.ForeignKey(
         "ApplicationStatus", on_delete=models.PROTECT, related_name="applications", verbose_name=_("状態"),
     )
+    # Triage: who in the department handles it, and whether something waits for staff (a new
+    # application, a resident's reply, a corrected resubmission).
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="assigned_applications", verbose_name=_("担当"),
+    )
+    needs_action = models.BooleanField(_("要対応"), default=False, db_index=True)
 
     class Meta:
         verbose_name = _("申請")
