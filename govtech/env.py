@@ -6,6 +6,7 @@ message naming the variable, never fall back silently to a default.
 
 import os
 
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -47,3 +48,21 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_fernet_keys(name: str) -> list[str]:
+    """Comma-separated Fernet keys, newest first; [] when unset.
+
+    A malformed key stops the process naming the variable and the key's position, never its value.
+    """
+    keys = env_list(name, [])
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: key {position} of {len(keys)} is not a Fernet key (32 url-safe base64-encoded bytes). "
+                'Generate one with: python -c "from cryptography.fernet import Fernet; '
+                'print(Fernet.generate_key().decode())"'
+            ) from None
+    return keys

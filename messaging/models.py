@@ -21,6 +21,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from govtech.crypto import EncryptedJSONField
+
 DEFAULT_GREETING = (
     "友だち追加ありがとうございます。\n"
     "このアカウントでは、市役所の手続きを LINE からお申し込みいただけます。\n"
@@ -124,7 +126,7 @@ class InboxEvent(models.Model):
     message_type = models.CharField(_("メッセージの種類"), max_length=20, blank=True)
     line_timestamp = models.DateTimeField(_("LINE の発生日時"))
     is_redelivery = models.BooleanField(_("再送"), default=False)
-    payload = models.JSONField(
+    payload = EncryptedJSONField(
         _("イベント"), help_text=_("処理が終わる（または保留になる）と、住民が送った内容は消去されます。")
     )
     status = models.CharField(_("状態"), max_length=10, choices=Status.choices, default=Status.PENDING)
@@ -178,7 +180,7 @@ class OutboxMessage(models.Model):
     reply_attempted_at = models.DateTimeField(
         _("応答を試みた日時"), null=True, blank=True, help_text=_("応答（reply）は一度しか試みません。")
     )
-    payload = models.JSONField(_("メッセージ"), help_text=_("LINE に送るメッセージ（最大5件）。"))
+    payload = EncryptedJSONField(_("メッセージ"), help_text=_("LINE に送るメッセージ（最大5件）。"))
     retry_key = models.UUIDField(_("リトライキー"), default=uuid.uuid4, unique=True, editable=False)
     retry_key_issued_at = models.DateTimeField(
         _("リトライキーの発行日時"), default=timezone.now, help_text=_("LINE はリトライキーを24時間有効とします。")

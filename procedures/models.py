@@ -7,18 +7,25 @@ Steps are django-polymorphic models, one subclass per kind; `spec_options()`
 gives each kind's options in the spec's vocabulary.
 """
 
-from decimal import Decimal
+import unicodedata
+from datetime import date
+from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator, URLValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator, URLValidator
 from django.db import models
 from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 from django.utils.translation import gettext_lazy as _
 from polymorphic.models import PolymorphicModel
 
+from govtech.crypto import EncryptedJSONField
 from procedures import spec as spec_module
+
+# Applications are kept five years unless a procedure says otherwise (procedures/retention.py).
+DEFAULT_RETENTION_DAYS = 1825
+MAX_RETENTION_DAYS = 36500
 
 
 class Procedure(models.Model):
@@ -56,8 +63,16 @@ class Procedure(models.Model):
         on_delete=models.PROTECT,
         related_name="+",
     )
+    retention_days = models.PositiveIntegerField(
+        _("保存期間（日）"),
+        default=DEFAULT_RETENTION_DAYS,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_RETENTION_DAYS)],
+        help_text=_("申請日からこの日数を過ぎた申請（回答・添付画像を含む）は、毎日の処理で削除されます。"),
+    )
     created_at = models.DateTimeField(_("作成日時"), auto_now_add=True)
     updated_at = models.DateTimeField(_("更新日時"), auto_now=True)
+    # Step keys whose answers the staff inbox shows as columns when the list shows only this procedure.
+    list_columns = models.JSONField(_("一覧に表示する回答"), default=list, blank=True)
 
     class Meta:
         verbose_name = _("手続き")
@@ -473,6 +488,11 @@ class ReceiptCounter(models.Model):
 
 
 class Application(models.Model):
+    class Channel(models.TextChoices):
+        LINE = "line", _("LINE")
+        PROXY = "proxy", _("代理入力（電話）")
+        SIMULATOR = "simulator", _("シミュレーター")
+
     procedure = models.ForeignKey(Procedure, on_delete=models.PROTECT, related_name="applications", verbose_name=_("手続き"))
     version = models.ForeignKey(ProcedureVersion, on_delete=models.PROTECT, related_name="applications", verbose_name=_("バージョン"))
     receipt_number = models.CharField(_("受付番号"), max_length=40, unique=True)
@@ -482,10 +502,16 @@ class Application(models.Model):
     )
     line_user_id = models.CharField(_("LINE ユーザーID"), max_length=64, blank=True)
     submission_key = models.CharField(max_length=80, editable=False)
-    answers = models.JSONField(_("回答"), default=dict)
-    computed = models.JSONField(_("計算項目"), default=dict)
+    answers = EncryptedJSONField(_("回答"), default=dict)
+    computed = EncryptedJSONField(_("計算項目"), default=dict)
     is_test = models.BooleanField(_("テスト"), default=False, help_text=_("シミュレーターからの申請。一覧と出力には含まれません。"))
     submitted_at = models.DateTimeField(_("申請日時"))
+    channel = models.CharField(_("受付方法"), max_length=20, choices=Channel.choices, default=Channel.LINE)
+    # The staff member who typed a resident's application in (a phone request: 代理入力).
+    entered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="entered_applications", verbose_name=_("代理入力した職員"),
+    )
     # The status workflow (procedures/workflow.py). Filled with the procedure's initial status when
     # an application is saved without one (see application_status_default below).
     status = models.ForeignKey(
@@ -498,6 +524,8 @@ class Application(models.Model):
         related_name="assigned_applications", verbose_name=_("担当"),
     )
     needs_action = models.BooleanField(_("要対応"), default=False, db_index=True)
+    # 管理項目: values of the procedure's StaffFields by key, for staff only (never shown to residents).
+    staff_values = models.JSONField(_("管理項目"), default=dict, blank=True)
 
     class Meta:
         verbose_name = _("申請")
@@ -515,7 +543,7 @@ class ConversationSession(models.Model):
     """The engine state of one resident (or one simulator run). One row per conversation partner."""
 
     line_user_id = models.CharField(max_length=64, unique=True)
-    state = models.JSONField(default=dict)
+    state = EncryptedJSONField(default=dict)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -739,6 +767,236 @@ class ApplicationStatusChange(models.Model):
 
     def __str__(self):
         return f"{self.application_id}: {self.from_status} → {self.to_status}"
+
+
+STAFF_FIELD_TEXT_MAX = 200
+STAFF_FIELD_LONG_TEXT_MAX = 2000
+
+
+class StaffField(models.Model):
+    """A 管理項目 of a procedure: something staff record on each application (手数料受領日, memo…).
+
+    Values live in Application.staff_values by key; residents never see them (LINE, 申請状況).
+    """
+
+    class Kind(models.TextChoices):
+        TEXT = "text", _("短い文章")
+        LONG_TEXT = "long_text", _("長い文章")
+        DATE = "date", _("日付")
+        NUMBER = "number", _("数値")
+        YES_NO = "yes_no", _("はい／いいえ")
+        CHOICE = "choice", _("選択（1つ）")
+
+    procedure = models.ForeignKey(
+        Procedure, on_delete=models.CASCADE, related_name="staff_fields", verbose_name=_("手続き")
+    )
+    key = models.CharField(
+        _("キー"),
+        max_length=40,
+        validators=[
+            RegexValidator(STATUS_CODE_PATTERN, _("半角英小文字で始め、半角英小文字・数字・「_」で40文字以内にしてください。"))
+        ],
+        help_text=_("値を保存する名前（半角英小文字・数字・_）。作成後は変更できません。"),
+    )
+    label = models.CharField(_("項目名"), max_length=100)
+    kind = models.CharField(_("種類"), max_length=20, choices=Kind.choices, default=Kind.TEXT)
+    choices = models.TextField(_("選択肢"), blank=True, help_text=_("「選択（1つ）」のとき、1行に1つ。"))
+    order = models.PositiveIntegerField(_("並び順"), default=0)
+
+    class Meta:
+        verbose_name = _("管理項目")
+        verbose_name_plural = _("管理項目")
+        ordering = ["order", "id"]
+        constraints = [models.UniqueConstraint(fields=["procedure", "key"], name="staff_field_key_unique")]
+
+    def __str__(self):
+        return self.label
+
+    @property
+    def choice_list(self) -> list[str]:
+        return list(dict.fromkeys(line.strip() for line in (self.choices or "").splitlines() if line.strip()))
+
+    def clean(self):
+        if self.kind == self.Kind.CHOICE and not self.choice_list:
+            raise ValidationError({"choices": _("「選択（1つ）」の項目には選択肢を1行に1つ入力してください。")})
+
+    def parse(self, raw):
+        """The value to store for what staff entered (None: empty); ValidationError with a Japanese message."""
+        text = unicodedata.normalize("NFKC", str(raw if raw is not None else "")).strip()
+        if self.kind == self.Kind.LONG_TEXT:
+            text = str(raw if raw is not None else "").strip()  # kept as typed: line breaks, full-width
+        elif self.kind == self.Kind.TEXT:
+            text = str(raw if raw is not None else "").strip()
+        if text == "":
+            return None
+        if self.kind == self.Kind.TEXT:
+            if "\n" in text or "\r" in text:
+                raise ValidationError(_("1行で入力してください（改行は「長い文章」の項目で使えます）。"))
+            if len(text) > STAFF_FIELD_TEXT_MAX:
+                raise ValidationError(_("%(max)s文字以内で入力してください。") % {"max": STAFF_FIELD_TEXT_MAX})
+            return text
+        if self.kind == self.Kind.LONG_TEXT:
+            if len(text) > STAFF_FIELD_LONG_TEXT_MAX:
+                raise ValidationError(_("%(max)s文字以内で入力してください。") % {"max": STAFF_FIELD_LONG_TEXT_MAX})
+            return text
+        if self.kind == self.Kind.DATE:
+            try:
+                return date.fromisoformat(text.replace("/", "-")).isoformat()
+            except ValueError:
+                raise ValidationError(_("日付は 2026-04-01 のように、年-月-日で入力してください。")) from None
+        if self.kind == self.Kind.NUMBER:
+            try:
+                number = Decimal(text.replace(",", ""))
+            except InvalidOperation:
+                raise ValidationError(_("数値を半角数字で入力してください（例: 1200）。")) from None
+            if not number.is_finite() or abs(number) >= Decimal("1e12"):
+                raise ValidationError(_("数値を半角数字で入力してください（例: 1200）。"))
+            return format(number.normalize(), "f") if number != number.to_integral_value() else str(int(number))
+        if self.kind == self.Kind.YES_NO:
+            if text in ("yes", "はい"):
+                return True
+            if text in ("no", "いいえ"):
+                return False
+            raise ValidationError(_("「はい」か「いいえ」を選んでください。"))
+        if text not in self.choice_list:
+            raise ValidationError(_("選択肢から選んでください。"))
+        return text
+
+    def display(self, value) -> str:
+        """The stored value in words (for pages, the print page and the CSV export)."""
+        if value is None or value == "":
+            return ""
+        if self.kind == self.Kind.YES_NO:
+            return str(_("はい")) if value is True else str(_("いいえ")) if value is False else str(value)
+        return str(value)
+
+
+# --------------------------------------------------------------------------
+# Messages with the resident (procedures/correspondence.py)
+# --------------------------------------------------------------------------
+
+APPLICATION_MESSAGE_MAX = 1000
+
+
+class ApplicationMessage(models.Model):
+    """One message about an application, either way. Every message is kept here, not only in LINE."""
+
+    class Direction(models.TextChoices):
+        TO_RESIDENT = "to_resident", _("職員→住民")
+        FROM_RESIDENT = "from_resident", _("住民→職員")
+
+    class Delivery(models.TextChoices):
+        QUEUED = "queued", _("LINE で送信")
+        UNREACHABLE = "unreachable", _("LINE で届けられない相手")
+        RECEIVED = "received", _("受信")
+
+    application = models.ForeignKey(
+        Application, on_delete=models.CASCADE, related_name="messages", verbose_name=_("申請")
+    )
+    direction = models.CharField(_("向き"), max_length=20, choices=Direction.choices)
+    # A resident's reply may well carry personal data: encrypted at rest like the answers.
+    text = EncryptedJSONField(_("本文"), default=str)
+    sender = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("送信した職員"),
+    )
+    delivery = models.CharField(_("配信"), max_length=20, choices=Delivery.choices)
+    # The staff form's one-time key: sending the same form twice (a double click, a reload) sends once.
+    client_key = models.CharField(max_length=40, blank=True, editable=False)
+    created_at = models.DateTimeField(_("日時"), db_index=True)
+
+    class Meta:
+        verbose_name = _("住民とのメッセージ")
+        verbose_name_plural = _("住民とのメッセージ")
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application", "client_key"], condition=~models.Q(client_key=""),
+                name="application_message_sent_once",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.application_id}: {self.get_direction_display()}"
+
+
+# --------------------------------------------------------------------------
+# Correction requests (修正依頼) and the answers they replaced (procedures/correspondence.py)
+# --------------------------------------------------------------------------
+
+CORRECTION_REASON_MAX = 500
+# The status an application waits in while the resident corrects it (one of DEFAULT_STATUSES).
+CORRECTION_STATUS_CODE = "correction_requested"
+
+
+class CorrectionRequest(models.Model):
+    """Staff ask the resident to answer some steps of an application again."""
+
+    class State(models.TextChoices):
+        OPEN = "open", _("修正待ち")
+        ANSWERED = "answered", _("再提出済み")
+        CANCELLED = "cancelled", _("取消し")
+
+    application = models.ForeignKey(
+        Application, on_delete=models.CASCADE, related_name="corrections", verbose_name=_("申請")
+    )
+    keys = models.JSONField(_("修正する項目"), default=list)
+    reason = models.TextField(_("理由"), max_length=CORRECTION_REASON_MAX)
+    return_status = models.ForeignKey(
+        "ApplicationStatus", on_delete=models.PROTECT, related_name="+", verbose_name=_("再提出後の状態")
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("依頼した職員"),
+    )
+    # Bound into the signed 修正する button; the resubmission must bring it back (see correspondence.py).
+    token = models.CharField(max_length=40, editable=False)
+    state = models.CharField(_("状況"), max_length=20, choices=State.choices, default=State.OPEN)
+    notified = models.BooleanField(_("LINE で知らせた"), default=False)
+    created_at = models.DateTimeField(_("依頼日時"))
+    answered_at = models.DateTimeField(_("再提出日時"), null=True, blank=True)
+    cancelled_at = models.DateTimeField(_("取消し日時"), null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("取り消した職員"),
+    )
+
+    class Meta:
+        verbose_name = _("修正依頼")
+        verbose_name_plural = _("修正依頼")
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application"], condition=models.Q(state="open"), name="correction_one_open_per_application"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.application_id}: {self.get_state_display()}"
+
+
+class ApplicationRevision(models.Model):
+    """The answers before and after one resubmission: nothing a resident once sent is overwritten."""
+
+    application = models.ForeignKey(
+        Application, on_delete=models.CASCADE, related_name="revisions", verbose_name=_("申請")
+    )
+    correction = models.OneToOneField(
+        CorrectionRequest, on_delete=models.CASCADE, related_name="revision", verbose_name=_("修正依頼")
+    )
+    old_answers = EncryptedJSONField(_("修正前の回答"), default=dict)
+    old_computed = EncryptedJSONField(_("修正前の計算項目"), default=dict)
+    new_answers = EncryptedJSONField(_("修正後の回答"), default=dict)
+    new_computed = EncryptedJSONField(_("修正後の計算項目"), default=dict)
+    created_at = models.DateTimeField(_("日時"))
+
+    class Meta:
+        verbose_name = _("申請の修正履歴")
+        verbose_name_plural = _("申請の修正履歴")
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.application_id}: {self.created_at:%Y-%m-%d %H:%M}"
 
 
 @receiver(post_save, sender=Procedure, dispatch_uid="procedures.procedure_default_statuses")

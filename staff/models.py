@@ -5,8 +5,17 @@ Rows are written through staff/services.py, which records every change in the au
 """
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+
+
+class NotificationMode(models.TextChoices):
+    """When a department hears about new applications by e-mail (procedures/notifications.py)."""
+
+    NONE = "none", _("送らない")
+    EACH = "each", _("申請ごとに送る")
+    DAILY = "daily", _("1日分をまとめて翌朝送る")
 
 
 class Department(models.Model):
@@ -14,6 +23,19 @@ class Department(models.Model):
 
     name = models.CharField(_("名称"), max_length=100, unique=True)
     code = models.SlugField(_("コード"), max_length=40, unique=True)
+    notification_email = models.EmailField(
+        _("通知先メールアドレス"),
+        blank=True,
+        help_text=_("新しい申請を知らせるメールの宛先。メールには受付番号と手続き名だけを書き、回答や氏名は書きません。"),
+    )
+    notification_mode = models.CharField(
+        _("メール通知"),
+        max_length=20,
+        choices=NotificationMode.choices,
+        default=NotificationMode.NONE,
+    )
+    # The last day whose digest went out: a retried or repeated run never sends a day twice.
+    notification_digest_date = models.DateField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("部署")
@@ -22,6 +44,12 @@ class Department(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        if self.notification_mode != NotificationMode.NONE and not self.notification_email:
+            raise ValidationError(
+                {"notification_email": _("メール通知を送るには、通知先メールアドレスを入力してください。")}
+            )
 
 
 class Role(models.TextChoices):

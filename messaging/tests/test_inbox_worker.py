@@ -136,8 +136,10 @@ def test_two_workers_never_process_one_user_at_once(monkeypatch):
 
 def test_failing_event_is_retried_then_parked_and_later_events_continue(engine_calls, admin_client):
     base = now_ms()
-    store(text_event(USER, "壊れる", timestamp=base), text_event(USER, "その次", timestamp=base + 1))
-    broken = InboxEvent.objects.get(payload__message__text="壊れる")
+    broken_event = text_event(USER, "壊れる", timestamp=base)
+    store(broken_event, text_event(USER, "その次", timestamp=base + 1))
+    # The payload is encrypted (govtech/crypto.py): rows are found by their plain columns.
+    broken = InboxEvent.objects.get(webhook_event_id=broken_event["webhookEventId"])
     for attempt in range(1, services.INBOX_MAX_ATTEMPTS):
         run = services.inbox_process_user(line_user_id=USER)
         broken.refresh_from_db()
@@ -338,12 +340,11 @@ def test_image_content_that_is_gone_is_asked_again_and_an_outage_is_retried(clie
 
     fake_line.fail_next(503, path_prefix="/v2/bot/message/55/content")
     fake_line.add_content("55", image_bytes("JPEG"), "image/jpeg")
-    store(
-        {**text_event(phone.user, "x"), "message": {"id": "55", "type": "image", "contentProvider": {"type": "line"}}}
-    )
+    image = {**text_event(phone.user, "x"), "message": {"id": "55", "type": "image", "contentProvider": {"type": "line"}}}
+    store(image)
     run = services.inbox_process_user(line_user_id=phone.user)
     assert run.outcomes == ["retry"]
-    assert "ContentUnavailable" in InboxEvent.objects.get(payload__message__id="55").last_error
+    assert "ContentUnavailable" in InboxEvent.objects.get(webhook_event_id=image["webhookEventId"]).last_error
     assert services.inbox_process_user(line_user_id=phone.user).processed == 1
     assert not Application.objects.exists()
 
