@@ -9,10 +9,22 @@ from django.utils.translation import gettext_lazy as _
 LOGIN = "auth.login"
 LOGIN_FAILED = "auth.login_failed"
 LOGOUT = "auth.logout"
+LOCKOUT = "auth.lockout"
+LOGIN_UNLOCK = "auth.unlock"
+OTP_ENROL = "auth.otp_enrol"
+OTP_RESET = "auth.otp_reset"
 APPLICATION_VIEW = "application.view"
 APPLICATION_STATUS_CHANGE = "application.status_change"
 APPLICATION_REVEAL = "application.reveal"
 APPLICATION_IMAGE_VIEW = "application.image_view"
+APPLICATION_MESSAGE = "application.message"
+APPLICATION_CORRECTION_REQUEST = "application.correction_request"
+APPLICATION_CORRECTION_CANCEL = "application.correction_cancel"
+APPLICATION_RESUBMIT = "application.resubmit"
+APPLICATION_ASSIGN = "application.assign"
+APPLICATION_NEEDS_ACTION = "application.needs_action"
+APPLICATION_STAFF_FIELDS = "application.staff_fields"
+APPLICATION_PRINT = "application.print"
 PROCEDURE_PUBLISH = "procedure.publish"
 PROCEDURE_CLOSE = "procedure.close"
 PROCEDURE_REOPEN = "procedure.reopen"
@@ -24,15 +36,33 @@ PROCEDURE_GRANT_ADD = "role.procedure_grant"
 PROCEDURE_GRANT_REMOVE = "role.procedure_revoke"
 AUDIT_EXPORT = "audit.export"
 APPLICATION_EXPORT = "application.export"
+APPLICATION_PROXY_ENTRY = "application.proxy_entry"
+APPLICATION_RETENTION_DELETE = "application.retention_delete"
+API_TOKEN_CREATE = "api.token_create"  # noqa: S105 (an audit action code, not a secret)
+API_TOKEN_REVOKE = "api.token_revoke"  # noqa: S105 (an audit action code, not a secret)
+WEBHOOK_ENDPOINT_CHANGE = "webhook.endpoint_change"
+WEBHOOK_RESEND = "webhook.resend"
 
 LABELS = {
     LOGIN: _("ログイン"),
     LOGIN_FAILED: _("ログイン失敗"),
     LOGOUT: _("ログアウト"),
+    LOCKOUT: _("ログインの一時停止（失敗が続いたため）"),
+    LOGIN_UNLOCK: _("ログイン停止の解除"),
+    OTP_ENROL: _("二段階認証の登録"),
+    OTP_RESET: _("二段階認証のリセット"),
     APPLICATION_VIEW: _("申請の閲覧"),
     APPLICATION_STATUS_CHANGE: _("申請の状態変更"),
     APPLICATION_REVEAL: _("機微情報の表示"),
     APPLICATION_IMAGE_VIEW: _("添付画像の閲覧"),
+    APPLICATION_MESSAGE: _("住民とのメッセージ"),
+    APPLICATION_CORRECTION_REQUEST: _("修正依頼"),
+    APPLICATION_CORRECTION_CANCEL: _("修正依頼の取消し"),
+    APPLICATION_RESUBMIT: _("修正された申請の再提出"),
+    APPLICATION_ASSIGN: _("申請の担当変更"),
+    APPLICATION_NEEDS_ACTION: _("申請の要対応の変更"),
+    APPLICATION_STAFF_FIELDS: _("申請の管理項目の更新"),
+    APPLICATION_PRINT: _("申請の印刷"),
     PROCEDURE_PUBLISH: _("手続きの公開"),
     PROCEDURE_CLOSE: _("受付の停止"),
     PROCEDURE_REOPEN: _("受付の再開"),
@@ -44,6 +74,12 @@ LABELS = {
     PROCEDURE_GRANT_REMOVE: _("委託手続きの取り消し"),
     AUDIT_EXPORT: _("監査ログの書き出し"),
     APPLICATION_EXPORT: _("申請の書き出し"),
+    APPLICATION_PROXY_ENTRY: _("申請の代理入力"),
+    APPLICATION_RETENTION_DELETE: _("保存期間を過ぎた申請の削除"),
+    API_TOKEN_CREATE: _("API トークンの発行"),
+    API_TOKEN_REVOKE: _("API トークンの削除"),
+    WEBHOOK_ENDPOINT_CHANGE: _("連携先（Webhook）の設定変更"),
+    WEBHOOK_RESEND: _("連携（Webhook）の再送"),
 }
 
 

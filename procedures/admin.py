@@ -9,9 +9,12 @@ service in procedures/services.py; pages and actions take ids.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
+import unicodedata
 import zipfile
+from datetime import date, datetime, time, timedelta
 
 from django import forms
 from django.conf import settings
@@ -19,6 +22,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.filters import DateFieldListFilter
 from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Q, Subquery
@@ -39,6 +43,7 @@ from polymorphic.admin import (
 
 from audit import actions as audit_actions
 from audit.services import audit_record
+from procedures import correspondence_admin
 from procedures.admin_forms import (
     MAX_RULES,
     ComputedValueForm,
@@ -61,13 +66,27 @@ from procedures.models import (
     ComputedValue,
     Procedure,
     ProcedureVersion,
+    StaffField,
     StatusTransition,
     Step,
     StepChoice,
 )
-from procedures.selectors import application_list, version_spec_data
+from procedures.selectors import (
+    application_list,
+    resident_other_applications,
+    staff_who_may_process,
+    version_spec_data,
+)
 from procedures.services import (
+    InboxRefused,
     ProblemsError,
+    application_assign,
+    application_needs_action_clear,
+    application_staff_values_update,
+    application_status_change_by_staff,
+    applications_assign_bulk,
+    applications_needs_action_clear_bulk,
+    applications_status_change_bulk,
     draft_get_or_create,
     procedure_close,
     procedure_export_data,
@@ -80,7 +99,8 @@ from procedures.services import (
 )
 from procedures.spec import CHOICE_KINDS, FLOW_KINDS, KEY_PATTERN, SpecError, parse_spec
 from procedures.texts import answer_text
-from procedures.workflow import WorkflowError, application_status_change, next_statuses
+from procedures.timeline import application_timeline
+from procedures.workflow import WorkflowError, next_statuses
 from staff import policy
 from staff.mixins import ScopedAdminMixin
 
@@ -99,6 +119,13 @@ def _version_url(version_id: int) -> str:
 def _simulator_url(procedure_id: int, version_id: int | None = None) -> str:
     url = reverse("procedures:simulator") + f"?procedure={procedure_id}"
     return url + f"&version={version_id}" if version_id else url
+
+
+def _proxy_entry_url(procedure: Procedure, user) -> str:
+    """代理入力 of this procedure, for whoever may process its applications while it is open ("" otherwise)."""
+    if not (procedure.is_open and procedure.current_version_id and policy.can(user, policy.PROCESS, procedure)):
+        return ""
+    return reverse("procedures:proxy_entry") + f"?procedure={procedure.pk}"
 
 
 def _flow_url(version_id: int) -> str:
@@ -258,6 +285,32 @@ class StatusTransitionInline(_ProcedurePartInline, admin.TabularInline):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class StaffFieldForm(forms.ModelForm):
+    class Meta:
+        model = StaffField
+        fields = ["key", "label", "kind", "choices", "order"]
+        widgets = {
+            "key": forms.TextInput(attrs={"size": 16}),
+            "label": forms.TextInput(attrs={"size": 16}),
+            "choices": forms.Textarea(attrs={"rows": 2, "cols": 24}),
+            "order": forms.NumberInput(attrs={"style": "width: 4em"}),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None and "key" in self.fields:
+            self.fields["key"].disabled = True  # the stored values of every application are kept under it
+
+
+class StaffFieldInline(_ProcedurePartInline, admin.TabularInline):
+    model = StaffField
+    form = StaffFieldForm
+    formset = _OptionalSectionFormSet
+    extra = 0
+    verbose_name = gettext_lazy("管理項目")
+    verbose_name_plural = gettext_lazy("管理項目（職員だけが記録・閲覧する項目。住民には表示されません）")
+
+
 class ApplicationStatusFilter(admin.SimpleListFilter):
     """Filter by status: statuses with the same code (e.g. every procedure's 受付) are one choice."""
 
@@ -345,6 +398,37 @@ def status_actions_html(application: Application) -> str:
 # --------------------------------------------------------------------------
 
 
+LIST_COLUMNS_FIELDSET = (gettext_lazy("申請一覧"), {"fields": ["list_columns"]})
+
+
+def latest_published_steps(procedure: Procedure) -> list:
+    """The input steps of the procedure's newest published version (labels for the inbox's columns)."""
+    version = (
+        ProcedureVersion.objects.filter(procedure=procedure, status=ProcedureVersion.Status.PUBLISHED)
+        .order_by("-number")
+        .first()
+    )
+    if version is None:
+        return []
+    return [step for step in _version_steps(version_spec_data(version)) if step.is_input]
+
+
+def list_columns_field(procedure: Procedure) -> forms.MultipleChoiceField:
+    choices = [(step.key, truncate(step.label or step.key, 40)) for step in latest_published_steps(procedure)]
+    known = {key for key, _label in choices}
+    # Columns chosen for questions a newer version dropped stay listed, so they can be taken off.
+    choices += [(key, key) for key in procedure.list_columns or [] if isinstance(key, str) and key not in known]
+    return forms.MultipleChoiceField(
+        label=gettext_lazy("一覧に表示する回答"),
+        choices=choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=gettext_lazy(
+            "申請の一覧をこの手続きで絞り込んだとき、列として表示する質問（公開中の版から選べます）。機微情報は伏せ字、画像は「画像あり」と表示します。"
+        ),
+    )
+
+
 @admin.register(Procedure)
 class ProcedureAdmin(ScopedAdminMixin, admin.ModelAdmin):
     scope_actions = {"export_templates": "export"}
@@ -356,10 +440,11 @@ class ProcedureAdmin(ScopedAdminMixin, admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "description", "keywords", "receipt_prefix", "department"]}),
         (gettext_lazy("受付の状態"), {"fields": ["is_open", "current_version"]}),
+        (gettext_lazy("保存期間"), {"fields": ["retention_days", "confirm_retention_shortening"]}),
     ]
     readonly_fields = ["is_open", "current_version"]
     actions = ["export_templates", "close_procedures", "reopen_procedures"]
-    inlines = [ApplicationStatusInline, StatusTransitionInline]
+    inlines = [ApplicationStatusInline, StatusTransitionInline, StaffFieldInline]
     Media = BuilderMedia
 
     def get_queryset(self, request):
@@ -376,9 +461,15 @@ class ProcedureAdmin(ScopedAdminMixin, admin.ModelAdmin):
         return self.inlines if obj is not None else []
 
     def get_fieldsets(self, request, obj=None):
-        if obj is None:  # creating: the state follows from publishing later
-            return self.fieldsets[:1]
-        return self.fieldsets
+        if obj is None:  # creating: the state follows from publishing later; nothing to delete yet
+            return [self.fieldsets[0], (gettext_lazy("保存期間"), {"fields": ["retention_days"]})]
+        return [*self.fieldsets, LIST_COLUMNS_FIELDSET]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        if obj is not None and "list_columns" in form.base_fields:
+            form.base_fields["list_columns"] = list_columns_field(obj)
+        return form
 
     @admin.display(description=gettext_lazy("公開中の版"))
     def published_number(self, obj):
@@ -443,6 +534,7 @@ class ProcedureAdmin(ScopedAdminMixin, admin.ModelAdmin):
                 ],
                 draft_url=reverse("admin:procedures_procedure_draft", args=[procedure.pk]),
                 simulator_url=_simulator_url(procedure.pk),
+                proxy_entry_url=_proxy_entry_url(procedure, request.user),
                 flow_url=_flow_url(flow_version.pk) if flow_version else "",
                 has_draft=draft is not None,
             )
@@ -1131,18 +1223,235 @@ def reveal_buttons_html(application: Application, keys: list[tuple[str, str]]) -
     )
 
 
+# --------------------------------------------------------------------------
+# The staff inbox: filters, per-procedure answer columns, assignment, 要対応, 管理項目, bulk actions
+# --------------------------------------------------------------------------
+
+ASSIGNEE_ME = "me"
+ASSIGNEE_NONE = "none"
+
+
+class ProcedureFilter(admin.SimpleListFilter):
+    """Every procedure the user can see, also those without applications (a filter to one of them shows none)."""
+
+    title = gettext_lazy("手続き")
+    parameter_name = "procedure__id__exact"
+
+    def lookups(self, request, model_admin):
+        return [(str(pk), name) for pk, name in policy.procedures_visible_to(request.user).values_list("pk", "name")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        if not (value.isascii() and value.isdigit()):
+            messages.error(request, _("手続きの条件が正しくありません。右の「手続き」から選び直してください。"))
+            return queryset.none()
+        return queryset.filter(procedure_id=int(value))
+
+
+class AssigneeFilter(admin.SimpleListFilter):
+    title = gettext_lazy("担当")
+    parameter_name = "assignee"
+
+    def lookups(self, request, model_admin):
+        return [(ASSIGNEE_ME, _("自分")), (ASSIGNEE_NONE, _("未割当"))] + [
+            (str(user.pk), user.get_username()) for user in staff_who_may_process(viewer=request.user)
+        ]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == ASSIGNEE_ME:
+            return queryset.filter(assignee_id=request.user.pk)
+        if value == ASSIGNEE_NONE:
+            return queryset.filter(assignee__isnull=True)
+        if value is not None:
+            if not (value.isascii() and value.isdigit()):
+                messages.error(request, _("担当の条件が正しくありません。右の「担当」から選び直してください。"))
+                return queryset.none()
+            return queryset.filter(assignee_id=int(value))
+        return queryset
+
+
+def _parse_day(raw: str) -> date:
+    text = unicodedata.normalize("NFKC", raw or "").strip().replace("/", "-")
+    return date.fromisoformat(text)
+
+
+class SubmittedRangeFilter(admin.ListFilter):
+    """Submitted between two dates (both included, local time); a date that cannot be read is reported."""
+
+    title = gettext_lazy("申請日（期間）")
+    template = "admin/procedures/application/date_range_filter.html"
+    FROM = "submitted_from"
+    TO = "submitted_to"
+
+    def __init__(self, request, params, model, model_admin):
+        super().__init__(request, params, model, model_admin)
+        for name in (self.FROM, self.TO):
+            if name in params:
+                self.used_parameters[name] = params.pop(name)[-1]
+        self.start, self.end, problems = None, None, []
+        for name, label in ((self.FROM, _("申請日（から）")), (self.TO, _("申請日（まで）"))):
+            raw = (self.used_parameters.get(name) or "").strip()
+            if not raw:
+                continue
+            try:
+                day = _parse_day(raw)
+            except ValueError:
+                problems.append(
+                    _("%(label)s「%(raw)s」は日付として読めません。2026-04-01 のように年-月-日で入力してください。")
+                    % {"label": label, "raw": raw[:20]}
+                )
+                continue
+            if name == self.FROM:
+                self.start = day
+            else:
+                self.end = day
+        if self.start and self.end and self.start > self.end:
+            problems.append(_("申請日の期間は、終わりの日付を始まりの日付と同じか後にしてください。"))
+            self.start = self.end = None
+        if problems:
+            problems.append(_("正しくない日付の条件は使わずに一覧を表示しています。"))
+            for problem in problems:
+                messages.error(request, problem)
+
+    def has_output(self):
+        return True
+
+    def expected_parameters(self):
+        return [self.FROM, self.TO]
+
+    def queryset(self, request, queryset):
+        zone = timezone.get_current_timezone()
+        if self.start is not None:
+            queryset = queryset.filter(submitted_at__gte=datetime.combine(self.start, time.min, tzinfo=zone))
+        if self.end is not None:
+            queryset = queryset.filter(submitted_at__lt=datetime.combine(self.end + timedelta(days=1), time.min, tzinfo=zone))
+        return queryset
+
+    def choices(self, changelist):
+        own = (self.FROM, self.TO, "p", "e")
+        yield {
+            "from": self.used_parameters.get(self.FROM, ""),
+            "to": self.used_parameters.get(self.TO, ""),
+            "hidden": [(name, value) for name, values in self.request.GET.lists() if name not in own for value in values],
+            "clear_url": changelist.get_query_string(remove=[self.FROM, self.TO]),
+        }
+
+
+def _answer_column(key: str, label: str):
+    """A list column with one answer: sensitive ones masked, images as 画像あり."""
+    steps: dict[int, dict] = {}
+
+    def column(obj):
+        if obj.version_id not in steps:
+            steps[obj.version_id] = {step.key: step for step in _version_steps(version_spec_data(obj.version))}
+        step = steps[obj.version_id].get(key)
+        answers = obj.answers if isinstance(obj.answers, dict) else {}
+        if answers.get(key) is None:
+            return "—"
+        if step is None or step.sensitive:
+            return MASK  # a version that does not describe the answer: its sensitivity is unknown
+        if step.kind == "image":
+            return _("画像あり")
+        return truncate(answer_text(step, answers[key]), 40)
+
+    column.short_description = label
+    column.__name__ = f"answer_{key}"
+    return column
+
+
+class InboxActionForm(helpers.ActionForm):
+    """The action bar with the choices some actions need (their options are filled per request)."""
+
+    assignee = forms.CharField(required=False, label=gettext_lazy("担当にする職員"), widget=forms.Select)
+    to_status = forms.CharField(required=False, label=gettext_lazy("変更後の状態"), widget=forms.Select)
+
+
+def status_codes_visible_to(user) -> list[tuple[str, str]]:
+    """(code, label) of the statuses of the procedures `user` can see; the same code is one choice."""
+    labels: dict[str, list[str]] = {}
+    rows = (
+        ApplicationStatus.objects.filter(procedure__in=policy.procedures_visible_to(user))
+        .order_by("order", "code", "id")
+        .values_list("code", "label")
+    )
+    for code, label in rows:
+        names = labels.setdefault(code, [])
+        if label not in names:
+            names.append(label)
+    return [(code, "／".join(names)) for code, names in labels.items()]
+
+
+def computed_rows(application: Application) -> list[tuple[str, str]]:
+    computed = application.computed if isinstance(application.computed, dict) else {}
+    items = {item.get("key"): item for item in version_spec_data(application.version).get("computed") or []}
+    rows = []
+    for key, value in computed.items():
+        item = items.get(key, {})
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        rows.append((item.get("label") or key, f"{value}{item.get('unit') or ''}"))
+    return rows
+
+
+def staff_value_rows(application: Application, fields=None) -> list[tuple[StaffField, str]]:
+    fields = fields if fields is not None else list(StaffField.objects.filter(procedure_id=application.procedure_id))
+    values = application.staff_values if isinstance(application.staff_values, dict) else {}
+    return [(field, field.display(values.get(field.key))) for field in fields]
+
+
+def _staff_field_input(field: StaffField, value) -> str:
+    name = f"sf-{field.key}"
+    if field.kind == StaffField.Kind.LONG_TEXT:
+        return format_html('<textarea name="{}" rows="3" cols="60">{}</textarea>', name, value or "")
+    if field.kind in (StaffField.Kind.YES_NO, StaffField.Kind.CHOICE):
+        if field.kind == StaffField.Kind.YES_NO:
+            options = [("yes", _("はい"), value is True), ("no", _("いいえ"), value is False)]
+        else:
+            options = [(choice, choice, value == choice) for choice in field.choice_list]
+        return format_html(
+            '<select name="{}"><option value="">—</option>{}</select>',
+            name,
+            format_html_join(
+                "", '<option value="{}"{}>{}</option>',
+                ((option, " selected" if chosen else "", text) for option, text, chosen in options),
+            ),
+        )
+    kind = "date" if field.kind == StaffField.Kind.DATE else "text"
+    return format_html('<input type="{}" name="{}" value="{}" size="30">', kind, name, "" if value is None else value)
+
+
 @admin.register(Application)
 class ApplicationAdmin(ScopedAdminMixin, admin.ModelAdmin):
-    list_display = ["receipt_number", "procedure", "submitted_at", "version_number", "status_label"]
-    list_filter = ["procedure", ("submitted_at", DateFieldListFilter), TestApplicationFilter, ApplicationStatusFilter]
-    list_select_related = ["procedure", "version", "status"]
+    list_display = ["receipt_number", "procedure", "submitted_at", "channel", "version_number", "status_label", "assignee_name",
+                    "needs_action"]
+    list_filter = [ProcedureFilter, ApplicationStatusFilter, AssigneeFilter, "needs_action", SubmittedRangeFilter,
+                   ("submitted_at", DateFieldListFilter), TestApplicationFilter]
+    list_select_related = ["procedure", "version", "status", "assignee"]
     search_fields = ["receipt_number"]
-    fields = ["receipt_number", "procedure", "version", "submitted_at", "is_test", "resident", "status_label",
-              "status_actions", "status_history", "answers_table", "computed_table"]
+    fields = ["receipt_number", "procedure", "version", "submitted_at", "channel", "entered_by", "is_test", "resident",
+              "assignee_panel",
+              "needs_action_panel", "status_label", "status_actions", "status_history", "answers_table",
+              "correspondence_panel", "computed_table", "staff_fields_panel", "other_applications", "timeline", "print_link"]
     readonly_fields = fields
+    actions = ["assign_to_me", "assign_to_chosen", "mark_handled", "change_status"]
+    action_form = InboxActionForm
+    # Every bulk action changes applications: each selected one must allow the policy's "process".
+    scope_actions = {name: policy.PROCESS for name in actions}
     # The status page (status_view) changes the application's status: the policy's "process".
     # The reveal page shows sensitive answers: the policy's "reveal_sensitive".
-    scope_object_views = {"status": policy.PROCESS, "reveal": policy.REVEAL_SENSITIVE}
+    scope_object_views = {
+        "status": policy.PROCESS,
+        "reveal": policy.REVEAL_SENSITIVE,
+        "assign": policy.PROCESS,
+        "handled": policy.PROCESS,
+        "staff_fields": policy.PROCESS,
+        "print": policy.VIEW,
+        "message": policy.PROCESS,
+        "correction": policy.PROCESS,
+    }
     Media = BuilderMedia
 
     def get_object(self, request, object_id, from_field=None):
@@ -1158,10 +1467,102 @@ class ApplicationAdmin(ScopedAdminMixin, admin.ModelAdmin):
         # The list leaves test applications out unless staff ask for them; a detail page opens either.
         return application_list(include_tests=not on_list or _shows_tests(request))
 
+    # -- the list ------------------------------------------------------------------
+
+    def _single_procedure(self, request) -> Procedure | None:
+        """The procedure the list is filtered to, when it is exactly one the user can see."""
+        raw = request.GET.get("procedure__id__exact", "")
+        if not (raw.isascii() and raw.isdigit()):
+            return None
+        return policy.procedures_visible_to(request.user).filter(pk=int(raw)).first()
+
     def get_list_display(self, request):
+        columns = list(self.list_display)
+        procedure = self._single_procedure(request)
+        if procedure is not None and procedure.list_columns:
+            labels = {step.key: truncate(step.label or step.key, 20) for step in latest_published_steps(procedure)}
+            columns += [
+                _answer_column(key, labels.get(key, key)) for key in procedure.list_columns if isinstance(key, str)
+            ]
         if _shows_tests(request):
-            return [*self.list_display, "is_test"]
-        return self.list_display
+            columns.append("is_test")
+        return columns
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        action_form = (getattr(response, "context_data", None) or {}).get("action_form")
+        if action_form is not None:
+            action_form.fields["assignee"].widget.choices = [
+                ("", "—"), (ASSIGNEE_NONE, _("（担当を外す）")),
+                *((str(user.pk), user.get_username()) for user in staff_who_may_process(viewer=request.user)),
+            ]
+            action_form.fields["to_status"].widget.choices = [("", "—"), *status_codes_visible_to(request.user)]
+        return response
+
+    @admin.display(description=gettext_lazy("版"), ordering="version__number")
+    def version_number(self, obj):
+        return _("第%(number)s版") % {"number": obj.version.number}
+
+    @admin.display(description=gettext_lazy("担当"), ordering="assignee__username")
+    def assignee_name(self, obj):
+        return obj.assignee.get_username() if obj.assignee_id else "—"
+
+    # -- bulk actions (each application through the policy and the services; refusals reported) --
+
+    def has_process_permission(self, request):
+        return policy.can(request.user, policy.PROCESS, Application)
+
+    def _report(self, request, results, done_text: str) -> None:
+        done = [result.receipt_number for result in results if result.done and not result.message]
+        unchanged = [result.receipt_number for result in results if result.done and result.message]
+        if done:
+            messages.success(request, done_text % {"receipts": "、".join(done)})
+        if unchanged:
+            messages.info(request, _("変更のなかった申請：%(receipts)s") % {"receipts": "、".join(unchanged)})
+        for result in results:
+            if not result.done:
+                messages.warning(request, _("%(receipt)s：行いませんでした。%(reason)s") % {
+                    "receipt": result.receipt_number, "reason": result.message})
+
+    @admin.action(description=gettext_lazy("自分を担当にする"), permissions=["process"])
+    def assign_to_me(self, request, queryset):
+        results = applications_assign_bulk(applications=queryset, assignee=request.user, actor=request.user,
+                                           request=request)
+        self._report(request, results, _("担当を自分にしました：%(receipts)s"))
+
+    @admin.action(description=gettext_lazy("選んだ職員を担当にする"), permissions=["process"])
+    def assign_to_chosen(self, request, queryset):
+        raw = (request.POST.get("assignee") or "").strip()
+        if raw == ASSIGNEE_NONE:
+            assignee = None
+        elif raw.isascii() and raw.isdigit():
+            assignee = get_user_model().objects.filter(pk=int(raw), is_active=True).first()
+            if assignee is None:
+                messages.error(request, _("選んだ職員が見つかりません。「担当にする職員」から選び直してください。"))
+                return
+        else:
+            messages.error(request, _("「担当にする職員」で職員を選んでから実行してください。"))
+            return
+        results = applications_assign_bulk(applications=queryset, assignee=assignee, actor=request.user,
+                                           request=request)
+        self._report(request, results, _("担当を変更しました：%(receipts)s"))
+
+    @admin.action(description=gettext_lazy("対応済みにする"), permissions=["process"])
+    def mark_handled(self, request, queryset):
+        results = applications_needs_action_clear_bulk(applications=queryset, actor=request.user, request=request)
+        self._report(request, results, _("対応済みにしました：%(receipts)s"))
+
+    @admin.action(description=gettext_lazy("状態を変更する"), permissions=["process"])
+    def change_status(self, request, queryset):
+        code = (request.POST.get("to_status") or "").strip()
+        if code not in dict(status_codes_visible_to(request.user)):
+            messages.error(request, _("「変更後の状態」で状態を選んでから実行してください。"))
+            return
+        results = applications_status_change_bulk(applications=queryset.select_related("procedure"),
+                                                  status_code=code, actor=request.user, request=request)
+        self._report(request, results, _("状態を変更しました：%(receipts)s"))
+
+    # -- the detail page ---------------------------------------------------------------
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         application = self.get_object(request, unquote(object_id))
@@ -1170,17 +1571,49 @@ class ApplicationAdmin(ScopedAdminMixin, admin.ModelAdmin):
                          details={"receipt_number": application.receipt_number}, request=request)
         return super().change_view(request, object_id, form_url, extra_context)
 
-    @admin.display(description=gettext_lazy("版"), ordering="version__number")
-    def version_number(self, obj):
-        return _("第%(number)s版") % {"number": obj.version.number}
-
-    # -- status workflow (procedures/workflow.py) --------------------------------
-
     def get_fields(self, request, obj=None):
         fields = list(super().get_fields(request, obj))
         if obj is None or not policy.can(request.user, policy.PROCESS, obj):
             fields = [name for name in fields if name != "status_actions"]
+        if obj is None or not StaffField.objects.filter(procedure_id=obj.procedure_id).exists():
+            fields = [name for name in fields if name != "staff_fields_panel"]
         return fields
+
+    def _may_process(self, obj) -> bool:
+        viewer = getattr(obj, "_viewer", None)
+        return viewer is not None and policy.can(viewer, policy.PROCESS, obj)
+
+    @admin.display(description=gettext_lazy("担当"))
+    def assignee_panel(self, obj):
+        current = obj.assignee.get_username() if obj.assignee_id else _("（未割当）")
+        if not self._may_process(obj):
+            return current
+        url = reverse("admin:procedures_application_assign", args=[obj.pk])
+        staff = [user for user in staff_who_may_process(viewer=obj._viewer) if policy.can(user, policy.PROCESS, obj)]
+        button = '<button type="submit" class="button" formaction="{}" formmethod="post" name="assign" value="{}">{}</button>'
+        return format_html(
+            '<div class="procedure-assign"><strong>{}</strong> <select name="assignee" aria-label="{}">{}</select> {} {} {}</div>',
+            current,
+            _("担当にする職員"),
+            format_html_join("", '<option value="{}"{}>{}</option>', (
+                (user.pk, " selected" if user.pk == obj.assignee_id else "", user.get_username()) for user in staff
+            )),
+            format_html(button, url, "selected", _("この職員を担当にする")),
+            format_html(button, url, ASSIGNEE_ME, _("自分を担当にする")),
+            format_html(button, url, ASSIGNEE_NONE, _("担当を外す")) if obj.assignee_id else "",
+        )
+
+    @admin.display(description=gettext_lazy("要対応"))
+    def needs_action_panel(self, obj):
+        if not obj.needs_action:
+            return _("対応済み")
+        if not self._may_process(obj):
+            return _("要対応")
+        url = reverse("admin:procedures_application_handled", args=[obj.pk])
+        return format_html(
+            '<strong>{}</strong> <button type="submit" class="button" formaction="{}" formmethod="post">{}</button>',
+            _("要対応"), url, _("対応済みにする"),
+        )
 
     @admin.display(description=gettext_lazy("状態"), ordering="status__order")
     def status_label(self, obj):
@@ -1194,20 +1627,92 @@ class ApplicationAdmin(ScopedAdminMixin, admin.ModelAdmin):
     def status_history(self, obj):
         return status_history_html(obj)
 
+    @admin.display(description=gettext_lazy("管理項目（職員のみ）"))
+    def staff_fields_panel(self, obj):
+        rows = staff_value_rows(obj)
+        values = obj.staff_values if isinstance(obj.staff_values, dict) else {}
+        if not self._may_process(obj):
+            return format_html(
+                '<table class="procedure-answers"><tbody>{}</tbody></table>',
+                format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", (
+                    (field.label, shown or "—") for field, shown in rows
+                )),
+            )
+        url = reverse("admin:procedures_application_staff_fields", args=[obj.pk])
+        return format_html(
+            '<table class="procedure-answers"><tbody>{}</tbody></table>'
+            '<p><button type="submit" class="button" formaction="{}" formmethod="post">{}</button></p>',
+            format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", (
+                (field.label, _staff_field_input(field, values.get(field.key))) for field, _shown in rows
+            )),
+            url,
+            _("管理項目を保存する"),
+        )
+
+    @admin.display(description=gettext_lazy("同じ住民の他の申請"))
+    def other_applications(self, obj):
+        viewer = getattr(obj, "_viewer", None)
+        if viewer is None:
+            return "—"
+        others = list(resident_other_applications(application=obj, viewer=viewer)[:50])
+        if not others:
+            return _("（ありません）")
+        return format_html("<ul>{}</ul>", format_html_join("", '<li><a href="{}">{}</a>　{}　{}　{}</li>', (
+            (reverse("admin:procedures_application_change", args=[other.pk]), other.receipt_number,
+             other.procedure.name, other.status.label if other.status_id else "—",
+             timezone.localtime(other.submitted_at).strftime("%Y-%m-%d"))
+            for other in others
+        )))
+
+    @admin.display(description=gettext_lazy("経過"))
+    def timeline(self, obj):
+        entries = application_timeline(obj)
+        head = (_("日時"), _("出来事"), _("誰が"), _("内容"))
+        return format_html(
+            '<table class="procedure-timeline"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+            format_html_join("", "<th>{}</th>", ((item,) for item in head)),
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+                (timezone.localtime(entry.time).strftime("%Y-%m-%d %H:%M"), entry.label, entry.actor, entry.text)
+                for entry in entries
+            )),
+        )
+
+    @admin.display(description=gettext_lazy("住民とのやりとり"))
+    def correspondence_panel(self, obj):
+        return correspondence_admin.correspondence_panel_html(obj, getattr(obj, "_viewer", None))
+
+    @admin.display(description=gettext_lazy("印刷"))
+    def print_link(self, obj):
+        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>',
+                           reverse("admin:procedures_application_print", args=[obj.pk]), _("印刷用の画面を開く（別タブ）"))
+
     def get_urls(self):
+        pages = [
+            ("status/", self.status_view, "status"),
+            ("reveal/", self.reveal_view, "reveal"),
+            ("assign/", self.assign_view, "assign"),
+            ("handled/", self.handled_view, "handled"),
+            ("staff-fields/", self.staff_fields_view, "staff_fields"),
+            ("print/", self.print_view, "print"),
+            ("message/", functools.partial(correspondence_admin.message_view, self), "message"),
+            ("correction/", functools.partial(correspondence_admin.correction_view, self), "correction"),
+        ]
         urls = [
-            path(
-                "<path:object_id>/status/",
-                self.admin_site.admin_view(self.status_view),
-                name="procedures_application_status",
-            ),
-            path(
-                "<path:object_id>/reveal/",
-                self.admin_site.admin_view(self.reveal_view),
-                name="procedures_application_reveal",
-            ),
+            path(f"<path:object_id>/{suffix}", self.admin_site.admin_view(view), name=f"procedures_application_{name}")
+            for suffix, view, name in pages
         ]
         return urls + super().get_urls()
+
+    def _posted_application(self, request, object_id, action: str):
+        """The application of a POST-only page, after the policy's `action` (or None with the response to send)."""
+        if request.method != "POST":
+            return None, HttpResponseNotAllowed(["POST"])
+        application = self.get_object(request, unquote(object_id))
+        if application is None:
+            raise Http404(_("指定された申請が見つかりません。"))
+        if not policy.can(request.user, action, application):
+            raise PermissionDenied
+        return application, None
 
     def reveal_view(self, request, object_id):
         """POST reveal (step keys, or "__all__"): the answers with those sensitive values shown, this response only.
@@ -1215,13 +1720,9 @@ class ApplicationAdmin(ScopedAdminMixin, admin.ModelAdmin):
         Nothing is stored: the detail page (and any later GET) masks them again. Each reveal is audit
         logged with the step keys, never the values.
         """
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        application = self.get_object(request, unquote(object_id))
-        if application is None:
-            raise Http404(_("指定された申請が見つかりません。"))
-        if not policy.can(request.user, policy.REVEAL_SENSITIVE, application):
-            raise PermissionDenied
+        application, refused = self._posted_application(request, object_id, policy.REVEAL_SENSITIVE)
+        if refused is not None:
+            return refused
         change_url = reverse("admin:procedures_application_change", args=[application.pk])
         spec_data = version_spec_data(application.version)
         revealable = [key for key, _label in revealable_answers(spec_data, application.answers)]
@@ -1250,13 +1751,9 @@ class ApplicationAdmin(ScopedAdminMixin, admin.ModelAdmin):
 
     def status_view(self, request, object_id):
         """POST to_status (+ status_note): move the application along an allowed transition."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        application = self.get_object(request, unquote(object_id))
-        if application is None:
-            raise Http404(_("指定された申請が見つかりません。"))
-        if not policy.can(request.user, policy.PROCESS, application):
-            raise PermissionDenied
+        application, refused = self._posted_application(request, object_id, policy.PROCESS)
+        if refused is not None:
+            return refused
         change_url = reverse("admin:procedures_application_change", args=[application.pk])
         raw_status = (request.POST.get("to_status") or "").strip()
         note = (request.POST.get("status_note") or "").strip()
@@ -1267,17 +1764,114 @@ class ApplicationAdmin(ScopedAdminMixin, admin.ModelAdmin):
             messages.error(request, _("メモは%(max)s文字以内にしてください。") % {"max": STATUS_NOTE_MAX})
             return HttpResponseRedirect(change_url)
         try:
-            change = application_status_change(
-                application=application, to_status=int(raw_status), actor=request.user, note=note
+            change = application_status_change_by_staff(
+                application=application, to_status=int(raw_status), actor=request.user, note=note, request=request
             )
         except WorkflowError as error:
             messages.error(request, error.message)
+        except InboxRefused as error:
+            for message in error.messages:
+                messages.error(request, message)
         else:
             text = _("状態を「%(to)s」に変更しました。") % {"to": change.to_status.label}
             if change.notified:
                 text += _("住民に LINE でお知らせを送ります。")
             messages.success(request, text)
         return HttpResponseRedirect(change_url)
+
+    def assign_view(self, request, object_id):
+        """POST assign=me | none | selected (+ assignee: a user id): who handles the application."""
+        application, refused = self._posted_application(request, object_id, policy.PROCESS)
+        if refused is not None:
+            return refused
+        change_url = reverse("admin:procedures_application_change", args=[application.pk])
+        choice = request.POST.get("assign")
+        raw = (request.POST.get("assignee") or "").strip()
+        if choice == ASSIGNEE_ME:
+            assignee = request.user
+        elif choice == ASSIGNEE_NONE:
+            assignee = None
+        elif choice == "selected" and raw.isascii() and raw.isdigit():
+            assignee = get_user_model().objects.filter(pk=int(raw), is_active=True).first()
+            if assignee is None:
+                messages.error(request, _("選んだ職員が見つかりません。一覧から選び直してください。"))
+                return HttpResponseRedirect(change_url)
+        else:
+            messages.error(request, _("担当にする職員を選んでください。"))
+            return HttpResponseRedirect(change_url)
+        try:
+            changed = application_assign(application=application, assignee=assignee, actor=request.user,
+                                         request=request)
+        except InboxRefused as error:
+            for message in error.messages:
+                messages.error(request, message)
+        else:
+            if not changed:
+                messages.info(request, _("担当は変わりませんでした。"))
+            elif assignee is None:
+                messages.success(request, _("担当を外しました。"))
+            else:
+                messages.success(request, _("%(name)s さんを担当にしました。") % {"name": assignee.get_username()})
+        return HttpResponseRedirect(change_url)
+
+    def handled_view(self, request, object_id):
+        """POST: the application no longer needs action (対応済み)."""
+        application, refused = self._posted_application(request, object_id, policy.PROCESS)
+        if refused is not None:
+            return refused
+        if application_needs_action_clear(application=application, actor=request.user, request=request):
+            messages.success(request, _("対応済みにしました。"))
+        else:
+            messages.info(request, _("この申請はすでに対応済みです。"))
+        return HttpResponseRedirect(reverse("admin:procedures_application_change", args=[application.pk]))
+
+    def staff_fields_view(self, request, object_id):
+        """POST sf-<key> for each 管理項目: their new values (checked per kind; nothing saved on any problem)."""
+        application, refused = self._posted_application(request, object_id, policy.PROCESS)
+        if refused is not None:
+            return refused
+        change_url = reverse("admin:procedures_application_change", args=[application.pk])
+        keys = StaffField.objects.filter(procedure_id=application.procedure_id).values_list("key", flat=True)
+        values = {key: request.POST[f"sf-{key}"] for key in keys if f"sf-{key}" in request.POST}
+        try:
+            changed = application_staff_values_update(application=application, values=values, actor=request.user,
+                                                      request=request)
+        except InboxRefused as error:
+            messages.error(request, _("管理項目は保存していません。次の点を直してください。"))
+            for message in error.messages:
+                messages.error(request, message)
+        else:
+            if changed:
+                messages.success(request, _("管理項目を保存しました。"))
+            else:
+                messages.info(request, _("管理項目に変更はありませんでした。"))
+        return HttpResponseRedirect(change_url)
+
+    def print_view(self, request, object_id):
+        """GET: the application on one clean A4 page (sensitive answers masked); each print is recorded."""
+        application = self.get_object(request, unquote(object_id))
+        if application is None:
+            raise Http404(_("指定された申請が見つかりません。"))
+        if not policy.can(request.user, policy.VIEW, application):
+            raise PermissionDenied
+        audit_record(actor=request.user, action=audit_actions.APPLICATION_PRINT, obj=application,
+                     details={"receipt_number": application.receipt_number}, request=request)
+        spec_data = version_spec_data(application.version)
+        context = {
+            "title": _("申請（%(receipt)s）") % {"receipt": application.receipt_number},
+            "application": application,
+            "status": application.status.label if application.status_id else "—",
+            "assignee": application.assignee.get_username() if application.assignee_id else _("（未割当）"),
+            "answers": answer_rows(spec_data, application.answers),
+            "computed": computed_rows(application),
+            "staff_values": [(field.label, shown) for field, shown in staff_value_rows(application)],
+            "status_history": status_history_html(application),
+            "printed_at": timezone.localtime(),
+            "printed_by": request.user.get_username(),
+        }
+        response = TemplateResponse(request, "admin/procedures/application/print.html", context)
+        response["Cache-Control"] = "private, no-store"
+        return response
 
     @admin.display(description=gettext_lazy("回答"))
     def answers_table(self, obj):
@@ -1299,16 +1893,9 @@ class ApplicationAdmin(ScopedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("計算項目"))
     def computed_table(self, obj):
-        computed = obj.computed if isinstance(obj.computed, dict) else {}
-        if not computed:
+        rows = computed_rows(obj)
+        if not rows:
             return "—"
-        items = {item.get("key"): item for item in version_spec_data(obj.version).get("computed") or []}
-        rows = []
-        for key, value in computed.items():
-            item = items.get(key, {})
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            rows.append((item.get("label") or key, f"{value}{item.get('unit') or ''}"))
         return format_html(
             '<table class="procedure-answers"><tbody>{}</tbody></table>',
             format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),

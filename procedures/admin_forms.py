@@ -23,6 +23,7 @@ from django.utils.translation import gettext_lazy
 
 from procedures.flow import truncate
 from procedures.models import Procedure, ProcedureVersion, Step
+from procedures.retention import retention_due_count
 from procedures.spec import CHOICE_KINDS, COMPARE_OPERATORS, CONDITION_OPS, INPUT_KINDS, KEY_PATTERN
 from staff.models import Department
 
@@ -224,10 +225,46 @@ def rule_to_leaf(op: str, operator: str, text: str, ref: dict) -> dict:
 
 
 class ProcedureForm(forms.ModelForm):
+    # Shortening the retention period deletes existing applications at the next daily run: the
+    # save says how many and needs this box ticked (ProcedureAdmin shows it on the change page).
+    confirm_retention_shortening = forms.BooleanField(
+        label=gettext_lazy("保存期間の短縮による削除を確認しました"),
+        required=False,
+        help_text=gettext_lazy("保存期間を短くするときだけ必要です。"),
+    )
+
     class Meta:
         model = Procedure
-        fields = ["name", "description", "keywords", "receipt_prefix", "department"]
+        fields = ["name", "description", "keywords", "receipt_prefix", "department", "retention_days"]
         widgets = {"keywords": forms.Textarea(attrs={"rows": 4}), "description": forms.Textarea(attrs={"rows": 3})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "retention_days" in self.fields:
+            self.fields["retention_days"].required = False
+
+    def clean_retention_days(self):
+        # Left empty: the period stays as it is (the default for a new procedure).
+        value = self.cleaned_data.get("retention_days")
+        return self.instance.retention_days if value is None else value
+
+    def clean(self):
+        cleaned = super().clean()
+        new = cleaned.get("retention_days")
+        if self.instance.pk is None or new is None:
+            return cleaned
+        stored = Procedure.objects.filter(pk=self.instance.pk).values_list("retention_days", flat=True).first()
+        if stored is not None and new < stored and not cleaned.get("confirm_retention_shortening"):
+            count = retention_due_count(procedure=self.instance, retention_days=new)
+            self.add_error(
+                "confirm_retention_shortening",
+                _(
+                    "保存期間を %(old)s 日から %(new)s 日に短くすると、次回の削除処理（毎日）で既存の申請 %(count)s 件が"
+                    "回答・添付画像ごと削除され、元に戻せません。よろしければチェックを入れてもう一度保存してください。"
+                )
+                % {"old": stored, "new": new, "count": count},
+            )
+        return cleaned
 
     def clean_receipt_prefix(self):
         prefix = unicodedata.normalize("NFKC", self.cleaned_data.get("receipt_prefix") or "").strip().upper()

@@ -2,11 +2,11 @@
 
 The columns are defined by a django-import-export `Resource` built per export (the steps differ per
 procedure): the fixed columns, one column per input step (in step order, header = the step's
-Japanese label), then the computed values. Rows are produced one at a time from
-`QuerySet.iterator(chunk_size=2000)` and written with the csv module, so an export of 100k
-applications never holds more than one chunk in memory (import-export's own `export()` builds a
-whole tablib Dataset, which is exactly what must not happen here: only `export_resource()`, one
-row, is used).
+Japanese label), then the computed values, then the procedure's 管理項目 (staff-only fields).
+Rows are produced one at a time from `QuerySet.iterator(chunk_size=2000)` and written with the
+csv module, so an export of 100k applications never holds more than one chunk in memory
+(import-export's own `export()` builds a whole tablib Dataset, which is exactly what must not
+happen here: only `export_resource()`, one row, is used).
 
 - Answers are shown with `procedures.texts.answer_text` (the shared words for an answer; multiple
   choices come out joined with 「、」).
@@ -38,7 +38,7 @@ from audit import actions
 from audit.exports import neutralise
 from audit.services import audit_record
 from procedures.attachments import attachment_url
-from procedures.models import Application, ApplicationStatus, Procedure, ProcedureVersion
+from procedures.models import Application, ApplicationStatus, Procedure, ProcedureVersion, StaffField
 from procedures.selectors import version_spec_data
 from procedures.spec import SpecError, Step, parse_spec
 from procedures.texts import answer_text, format_number
@@ -61,7 +61,8 @@ STATUS = "状態"
 ASSIGNEE = "担当"
 VERSION = "手続きの版"
 LINE_USER_ID = "LINE ユーザーID"
-FIXED_COLUMNS = (RECEIPT_NUMBER, SUBMITTED_AT, STATUS, ASSIGNEE, VERSION, LINE_USER_ID)
+CHANNEL = "受付方法"
+FIXED_COLUMNS = (RECEIPT_NUMBER, SUBMITTED_AT, STATUS, ASSIGNEE, VERSION, LINE_USER_ID, CHANNEL)
 
 
 def _geta(error: UnicodeEncodeError):
@@ -107,7 +108,7 @@ def export_queryset(user, filters: ExportFilters) -> QuerySet[Application]:
     if filters.date_to is not None:
         end = datetime.combine(filters.date_to + timedelta(days=1), time.min, tzinfo=JST)
         applications = applications.filter(submitted_at__lt=end)
-    return applications.select_related("status").order_by("submitted_at", "pk")
+    return applications.select_related("status", "assignee").order_by("submitted_at", "pk")
 
 
 # --------------------------------------------------------------------------
@@ -165,10 +166,10 @@ class ApplicationExportResource(resources.Resource):
             "receipt_number": (RECEIPT_NUMBER, lambda a: a.receipt_number),
             "submitted_at": (SUBMITTED_AT, lambda a: timezone.localtime(a.submitted_at, JST).strftime("%Y-%m-%d %H:%M")),
             "status": (STATUS, lambda a: a.status.label if a.status_id else ""),
-            # There is no assignee on applications yet (the inbox brings it): the column stays empty.
-            "assignee": (ASSIGNEE, lambda a: ""),
+            "assignee": (ASSIGNEE, lambda a: a.assignee.get_username() if a.assignee_id else ""),
             "version": (VERSION, self._version_number),
             "line_user_id": (LINE_USER_ID, lambda a: a.line_user_id),
+            "channel": (CHANNEL, lambda a: a.get_channel_display()),
         }
         for name, (header, method) in fixed.items():
             self.fields[name] = Field(column_name=header, dehydrate_method=method)
@@ -196,6 +197,11 @@ class ApplicationExportResource(resources.Resource):
             label = computed_labels[key]
             header = _unique(label if counts[label] == 1 else f"{label}（{key}）", key, used)
             self.fields[f"computed:{key}"] = Field(column_name=header, dehydrate_method=self._computed_method(key))
+        for staff_field in StaffField.objects.filter(procedure_id=procedure.pk).order_by("order", "id"):
+            header = _unique(staff_field.label.strip() or staff_field.key, staff_field.key, used)
+            self.fields[f"staff:{staff_field.key}"] = Field(
+                column_name=header, dehydrate_method=self._staff_value_method(staff_field)
+            )
         self._export_fields = list(self.fields.values())
         self._reveal: dict[int, bool] = {}
 
@@ -235,6 +241,14 @@ class ApplicationExportResource(resources.Resource):
             return answer_text(step, answers[key])
 
         return answer
+
+    @staticmethod
+    def _staff_value_method(staff_field: StaffField):
+        def staff_value(application) -> str:
+            values = application.staff_values if isinstance(application.staff_values, dict) else {}
+            return staff_field.display(values.get(staff_field.key))
+
+        return staff_value
 
     def _computed_method(self, key: str):
         def computed(application) -> str:

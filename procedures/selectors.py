@@ -3,11 +3,14 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
 
 from procedures.engine.types import Catalog
 from procedures.models import Application, Procedure, ProcedureVersion
 from procedures.spec import ProcedureSpec, parse_spec
+from staff import policy
+from staff.models import StaffMembership
 
 
 def version_spec_data(version: ProcedureVersion) -> dict:
@@ -88,3 +91,50 @@ def application_list(*, include_tests: bool = False) -> QuerySet[Application]:
     if not include_tests:
         queryset = queryset.filter(is_test=False)
     return queryset
+
+
+# --------------------------------------------------------------------------
+# The staff inbox
+# --------------------------------------------------------------------------
+
+
+def staff_who_may_process(*, viewer) -> list:
+    """Active staff accounts that may process some application the viewer can see (assignee choices)."""
+    visible = list(policy.procedures_visible_to(viewer).order_by().values_list("department_id", "pk"))
+    if not visible:
+        return []
+    processing_roles = [role for role, allowed in policy.ROLE_ACTIONS.items() if policy.PROCESS in allowed]
+    candidates = (
+        get_user_model()
+        .objects.filter(is_active=True)
+        .filter(
+            Q(is_superuser=True)
+            | Q(pk__in=StaffMembership.objects.filter(role__in=processing_roles).values("user_id"))
+        )
+        .order_by("username")
+    )
+    found = []
+    for user in candidates:
+        reach = policy.access(user, policy.PROCESS)
+        if reach and any(reach.covers(department_id, procedure_id) for department_id, procedure_id in visible):
+            found.append(user)
+    return found
+
+
+def resident_other_applications(*, application: Application, viewer) -> QuerySet[Application]:
+    """The same resident's other applications that `viewer` may see, newest first."""
+    if application.resident_id is not None:
+        same_resident = Q(resident_id=application.resident_id)
+    elif application.line_user_id:
+        same_resident = Q(line_user_id=application.line_user_id)
+    else:
+        return Application.objects.none()
+    visible = policy.applications_visible_to(viewer, action=policy.VIEW)
+    if not application.is_test:
+        visible = visible.filter(is_test=False)
+    return (
+        visible.filter(same_resident)
+        .exclude(pk=application.pk)
+        .select_related("procedure", "status")
+        .order_by("-submitted_at", "-pk")
+    )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -13,19 +15,24 @@ from django.utils.translation import gettext as _
 from audit import actions as audit_actions
 from audit.services import audit_record
 from procedures import engine
-from procedures.engine.types import Event, Message, Submit
+from procedures.engine.types import Event, Message, Resubmit, Submit
 from procedures.models import (
     STEP_MODELS,
     Application,
+    ApplicationStatus,
+    ApplicationStatusChange,
     ComputedValue,
     ConversationSession,
     Procedure,
     ProcedureVersion,
     ReceiptCounter,
+    StaffField,
     Step,
     StepChoice,
 )
+from procedures.notifications import application_mail_enqueue
 from procedures.selectors import catalog_build, version_spec_data
+from procedures.signals import application_submitted
 from procedures.spec import (
     SPEC_FORMAT,
     SPEC_FORMAT_VERSION,
@@ -36,7 +43,14 @@ from procedures.spec import (
     validate_spec,
 )
 from procedures.texts import problem_message
-from procedures.workflow import initial_status_subquery, procedure_initial_status, resident_status_reply
+from procedures.workflow import (
+    WorkflowError,
+    application_status_change,
+    initial_status_subquery,
+    procedure_initial_status,
+    resident_status_reply,
+)
+from staff import policy
 
 
 class ProblemsError(Exception):
@@ -279,15 +293,26 @@ def procedure_import(*, raw: bytes, max_bytes: int, department=None, receipt_pre
 
 @transaction.atomic
 def application_submit(
-    *, submit: Submit, line_user_id: str, resident=None, is_test: bool = False, now=None
+    *, submit: Submit, line_user_id: str, resident=None, is_test: bool = False, entered_by=None, now=None
 ) -> Application:
-    """Create the application for a Submit effect; a repeated submission returns the first one."""
-    existing = Application.objects.filter(line_user_id=line_user_id, submission_key=submit.submission_key).first()
+    """Create the application for a Submit effect; a repeated submission returns the first one.
+
+    `entered_by`: the staff member who typed it in for a resident (代理入力). Such an application
+    has no LINE user, so its submission key carries the staff member instead (engine session ids
+    are only unique per conversation partner).
+    """
+    if entered_by is not None and is_test:
+        raise ValueError("an application entered for a resident is never a test application")
+    submission_key = submit.submission_key
+    if entered_by is not None:
+        line_user_id = ""
+        submission_key = f"staff-{entered_by.pk}:{submission_key}"
+    existing = Application.objects.filter(line_user_id=line_user_id, submission_key=submission_key).first()
     if existing is not None:
         return existing
     now = now or timezone.now()
     version = (
-        ProcedureVersion.objects.select_related("procedure")
+        ProcedureVersion.objects.select_related("procedure__department")  # the department: for its mail
         .defer("spec")
         .annotate(initial_status_id=initial_status_subquery())
         .get(pk=submit.version_id)
@@ -295,27 +320,41 @@ def application_submit(
     procedure = version.procedure
     receipt_number = _receipt_number_next(procedure=procedure, year=timezone.localtime(now).year, is_test=is_test)
     status_id = version.initial_status_id or procedure_initial_status(procedure=procedure).pk
+    if is_test:
+        channel = Application.Channel.SIMULATOR
+    else:
+        channel = Application.Channel.PROXY if entered_by is not None else Application.Channel.LINE
     try:
         with transaction.atomic():
-            return Application.objects.create(
+            application = Application.objects.create(
                 procedure=procedure,
                 version=version,
                 receipt_number=receipt_number,
                 resident=resident,
                 line_user_id=line_user_id,
-                submission_key=submit.submission_key,
+                submission_key=submission_key,
                 answers=submit.answers,
                 computed=submit.computed,
                 is_test=is_test,
                 submitted_at=now,
                 status_id=status_id,
+                needs_action=not is_test,  # a new application waits for staff in the inbox
+                channel=channel,
+                entered_by=entered_by,
             )
     except IntegrityError:
         # Only a concurrent identical submission is "already submitted"; any other clash is a bug to surface.
-        existing = Application.objects.filter(line_user_id=line_user_id, submission_key=submit.submission_key).first()
+        existing = Application.objects.filter(line_user_id=line_user_id, submission_key=submission_key).first()
         if existing is None:
             raise
         return existing
+    if entered_by is not None:
+        audit_record(actor=entered_by, action=audit_actions.APPLICATION_PROXY_ENTRY, obj=application,
+                     details={"receipt_number": application.receipt_number})
+    if not is_test:
+        application_mail_enqueue(application=application)
+    application_submitted.send(sender=Application, application=application)
+    return application
 
 
 def _receipt_number_next(*, procedure: Procedure, year: int, is_test: bool) -> str:
@@ -346,9 +385,13 @@ def conversation_handle(
     now=None,
     resident=None,
     is_test: bool = False,
+    entered_by=None,
     extra_specs: tuple[ProcedureSpec, ...] = (),
 ) -> ConversationReply:
-    """Run one resident input through the engine and apply its effects in one transaction."""
+    """Run one resident input through the engine and apply its effects in one transaction.
+
+    `entered_by`: a staff member is typing in a resident's application (代理入力, see application_submit).
+    """
     now = now or timezone.now()
     session = _conversation_lock(line_user_id)
     # Built-in words and buttons (「申請状況」, withdrawal) are answered before the engine, which
@@ -356,21 +399,37 @@ def conversation_handle(
     status_reply = resident_status_reply(line_user_id=line_user_id, event=event, state=session.state)
     if status_reply is not None:
         return ConversationReply(messages=status_reply, applications=())
+    # Imported here: correspondence builds on this module's services (needs-action, status changes).
+    from procedures import correspondence
+
     pinned = []
+    # A reply to staff, or the 修正する button (which becomes the engine's correction event).
+    intercepted = correspondence.resident_input_intercept(
+        line_user_id=line_user_id, event=event, state=session.state, now=now
+    )
+    if intercepted is not None and intercepted.event is None:
+        return ConversationReply(messages=intercepted.messages, applications=())
+    if intercepted is not None:
+        event = intercepted.event
+        pinned.append(intercepted.pinned_version_id)
     current = (session.state or {}).get("session") or {}
     if isinstance(current.get("version_id"), int):
         pinned.append(current["version_id"])
     catalog = catalog_build(pinned_version_ids=pinned, extra_specs=extra_specs)
     result = engine.step(catalog, session.state, event, now)
     applications = []
+    replaced = None
     for effect in result.effects:
         if isinstance(effect, Submit):
             applications.append(
                 application_submit(
-                    submit=effect, line_user_id=line_user_id, resident=resident, is_test=is_test, now=now
+                    submit=effect, line_user_id=line_user_id, resident=resident, is_test=is_test,
+                    entered_by=entered_by, now=now,
                 )
             )
-    messages = tuple(_with_receipt_numbers(result.messages, applications))
+        elif isinstance(effect, Resubmit):
+            replaced = correspondence.resubmission_apply(effect=effect, line_user_id=line_user_id, now=now)
+    messages = replaced or tuple(_with_receipt_numbers(result.messages, applications))
     session.state = result.state
     session.save(update_fields=["state", "updated_at"])
     return ConversationReply(messages=messages, applications=tuple(applications))
@@ -393,3 +452,186 @@ def _with_receipt_numbers(messages, applications):
             yield replace(message, params={**message.params, "receipt_number": next(receipts, "")})
         else:
             yield message
+
+
+# --------------------------------------------------------------------------
+# The staff inbox: assignment, needs-action (要対応), 管理項目, bulk actions
+# --------------------------------------------------------------------------
+
+NEEDS_ACTION_REASON = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+class InboxRefused(ProblemsError):
+    """A change of the inbox the policy or the data does not allow; each message says why."""
+
+
+def _processable(application: Application, actor, refusal: str) -> Application:
+    """The application locked for the change, after checking that `actor` may process it."""
+    if not policy.can(actor, policy.PROCESS, application):
+        raise InboxRefused([refusal])
+    return Application.objects.select_for_update().select_related("procedure").get(pk=application.pk)
+
+
+@transaction.atomic
+def application_assign(*, application: Application, assignee, actor, request=None) -> bool:
+    """Make `assignee` (None: nobody) the staff member handling the application; whether it changed.
+
+    Both the actor and the assignee must be allowed to process it (staff.policy). Nothing else of
+    the application changes (its 要対応 stays as it is).
+    """
+    locked = _processable(application, actor, _("この申請の担当を変更する権限がありません。"))
+    if assignee is not None and not policy.can(assignee, policy.PROCESS, locked):
+        raise InboxRefused(
+            [_("%(name)s さんはこの申請を処理できないため、担当にできません。") % {"name": assignee.get_username()}]
+        )
+    previous = locked.assignee_id
+    new = assignee.pk if assignee is not None else None
+    if previous == new:
+        return False
+    Application.objects.filter(pk=locked.pk).update(assignee_id=new)
+    application.assignee_id = new
+    audit_record(actor=actor, action=audit_actions.APPLICATION_ASSIGN, obj=locked,
+                 details={"receipt_number": locked.receipt_number[:40], "from": previous, "to": new}, request=request)
+    return True
+
+
+@transaction.atomic
+def application_needs_action_set(*, application: Application, reason: str) -> bool:
+    """Mark the application 要対応 (something waits for staff); whether it changed.
+
+    `reason`: a short code of what happened (e.g. "message", "resubmitted"), recorded for the timeline.
+    """
+    if not NEEDS_ACTION_REASON.match(reason or ""):
+        raise ValueError(f"needs-action reason must be a short code, got {reason!r}")
+    changed = Application.objects.filter(pk=application.pk, needs_action=False).update(needs_action=True)
+    application.needs_action = True
+    if changed:
+        audit_record(actor=None, action=audit_actions.APPLICATION_NEEDS_ACTION, obj=application,
+                     details={"receipt_number": application.receipt_number[:40], "needs_action": True,
+                              "reason": reason})
+    return bool(changed)
+
+
+@transaction.atomic
+def application_needs_action_clear(*, application: Application, actor, reason: str = "handled", request=None) -> bool:
+    """Mark the application handled (対応済み); whether it changed. `actor` None: the system did it."""
+    if actor is not None:
+        _processable(application, actor, _("この申請を対応済みにする権限がありません。"))
+    changed = Application.objects.filter(pk=application.pk, needs_action=True).update(needs_action=False)
+    application.needs_action = False
+    if changed:
+        audit_record(actor=actor, action=audit_actions.APPLICATION_NEEDS_ACTION, obj=application,
+                     details={"receipt_number": application.receipt_number[:40], "needs_action": False,
+                              "reason": reason},
+                     request=request)
+    return bool(changed)
+
+
+@transaction.atomic
+def application_status_change_by_staff(
+    *, application: Application, to_status, actor, note: str = "", request=None
+) -> ApplicationStatusChange:
+    """A staff member moves the application to another status (workflow rules apply); that handles it (対応済み)."""
+    _processable(application, actor, _("この申請の状態を変更する権限がありません。"))
+    change = application_status_change(application=application, to_status=to_status, actor=actor, note=note)
+    application_needs_action_clear(application=application, actor=actor, reason="status_change", request=request)
+    return change
+
+
+@transaction.atomic
+def application_staff_values_update(*, application: Application, values: dict, actor, request=None) -> list[str]:
+    """Set the 管理項目 in `values` (key -> what staff entered; "" empties it); the keys that changed.
+
+    Every value is checked first: with any problem nothing is written and InboxRefused lists them
+    all. The audit log gets the changed keys, never the values.
+    """
+    locked = _processable(application, actor, _("この申請の管理項目を変更する権限がありません。"))
+    fields = {field.key: field for field in StaffField.objects.filter(procedure_id=locked.procedure_id)}
+    problems = []
+    unknown = [str(key)[:40] for key in values if key not in fields]
+    if unknown:
+        problems.append(_("この手続きにない管理項目です：%(keys)s") % {"keys": "、".join(unknown)})
+    parsed = {}
+    for key, raw in values.items():
+        field = fields.get(key)
+        if field is None:
+            continue
+        try:
+            parsed[key] = field.parse(raw)
+        except ValidationError as error:
+            problems.append(_("「%(label)s」：%(problem)s") % {"label": field.label, "problem": " ".join(error.messages)})
+    if problems:
+        raise InboxRefused(problems)
+    current = dict(locked.staff_values) if isinstance(locked.staff_values, dict) else {}
+    changed = []
+    for key, value in parsed.items():
+        if value is None:
+            if current.pop(key, None) is not None:
+                changed.append(key)
+        elif current.get(key) != value or type(current.get(key)) is not type(value):
+            current[key] = value
+            changed.append(key)
+    if changed:
+        Application.objects.filter(pk=locked.pk).update(staff_values=current)
+        application.staff_values = current
+        audit_record(actor=actor, action=audit_actions.APPLICATION_STAFF_FIELDS, obj=locked,
+                     details={"receipt_number": locked.receipt_number[:40], "keys": changed}, request=request)
+    return changed
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """What a bulk action did to one application: done, or refused with the reason."""
+
+    receipt_number: str
+    done: bool
+    message: str = ""
+
+
+def applications_bulk(*, applications, change) -> list[BulkResult]:
+    """Apply `change(application) -> bool (changed)` to each application in its own transaction.
+
+    A refusal (InboxRefused, a workflow rule) is reported for that application; the others go on.
+    """
+    results = []
+    for application in applications:
+        try:
+            with transaction.atomic():
+                changed = change(application)
+        except (InboxRefused, WorkflowError) as error:
+            message = " ".join(error.messages) if isinstance(error, InboxRefused) else error.message
+            results.append(BulkResult(application.receipt_number, False, message))
+        else:
+            results.append(BulkResult(application.receipt_number, True, "" if changed else _("変更なし")))
+    return results
+
+
+def applications_assign_bulk(*, applications, assignee, actor, request=None) -> list[BulkResult]:
+    return applications_bulk(
+        applications=applications,
+        change=lambda application: application_assign(
+            application=application, assignee=assignee, actor=actor, request=request
+        ),
+    )
+
+
+def applications_needs_action_clear_bulk(*, applications, actor, request=None) -> list[BulkResult]:
+    return applications_bulk(
+        applications=applications,
+        change=lambda application: application_needs_action_clear(
+            application=application, actor=actor, request=request
+        ),
+    )
+
+
+def applications_status_change_bulk(*, applications, status_code: str, actor, request=None) -> list[BulkResult]:
+    """Move each application to its procedure's status with `status_code` where its workflow allows it."""
+
+    def change(application):
+        target = ApplicationStatus.objects.filter(procedure_id=application.procedure_id, code=status_code).first()
+        if target is None:
+            raise InboxRefused([_("この手続きにはその状態がありません。")])
+        application_status_change_by_staff(application=application, to_status=target, actor=actor, request=request)
+        return True
+
+    return applications_bulk(applications=applications, change=change)

@@ -31,6 +31,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Model, Q, QuerySet
 
 from audit.models import AuditEntry
+from integrations.models import WebhookDelivery, WebhookEndpoint
 from procedures.models import Application, ComputedValue, Procedure, ProcedureVersion, Step, StepChoice
 from residents.models import Resident
 from staff.models import Department, ProcedureGrant, Role, StaffMembership
@@ -255,6 +256,23 @@ AUDIT_ENTRY = ObjectType(
     {"view": VIEW_AUDIT, "add": None, "change": None, "delete": None},
 )
 
+# Outgoing webhooks (integrations/): an endpoint's settings (URL, secret) are the procedure's "change";
+# its delivery log is the procedure's "view" (it never shows the payload); a resend is "change".
+WEBHOOK_ENDPOINT = ObjectType(
+    "webhook_endpoint",
+    _via_procedure(lambda obj: obj.procedure if obj.procedure_id else None),
+    "procedure__department",
+    "procedure",
+    {"view": CHANGE, "add": CHANGE, "change": CHANGE, "delete": CHANGE},
+)
+WEBHOOK_DELIVERY = ObjectType(
+    "webhook_delivery",
+    _via_procedure(lambda obj: obj.endpoint.procedure if obj.endpoint_id else None),
+    "endpoint__procedure__department",
+    "endpoint__procedure",
+    {"view": VIEW, "add": None, "change": CHANGE, "delete": None},
+)
+
 
 def _staff_subject(obj):
     if isinstance(obj, Department):
@@ -276,6 +294,8 @@ _TYPES: dict[type[Model], ObjectType] = {
     Application: APPLICATION,
     Resident: RESIDENT,
     AuditEntry: AUDIT_ENTRY,
+    WebhookEndpoint: WEBHOOK_ENDPOINT,
+    WebhookDelivery: WEBHOOK_DELIVERY,
     Department: STAFF_ADMINISTRATION,
     StaffMembership: STAFF_ADMINISTRATION,
     ProcedureGrant: STAFF_ADMINISTRATION,

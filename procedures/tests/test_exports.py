@@ -103,15 +103,17 @@ def test_export_has_fixed_japanese_columns_then_one_per_step(procedure, version,
     application = _application(version, submitted_at=_jst(2026, 12, 1, 9, 5), line_user_id="Uabc")
     header, row = _rows(_download(_client(staff_user), procedure))
     assert header == [
-        "受付番号", "申請日時", "状態", "担当", "手続きの版", "LINE ユーザーID",
+        "受付番号", "申請日時", "状態", "担当", "手続きの版", "LINE ユーザーID", "受付方法",
         "品目（item）", "品目の説明", "個数", "お名前", "希望曜日", "写真", "品目（memo）",
         "手数料", "合計",
     ]
-    assert row[:6] == [application.receipt_number, "2026-12-01 09:05", "受付", "", f"第{version.number}版", "Uabc"]
-    assert row[6] == "タンス"
-    assert row[8] == "2点"
-    assert row[9] == "市役所 太郎"  # department staff may reveal sensitive answers
-    assert row[13:] == ["1200円", "200円"]
+    assert row[:7] == [
+        application.receipt_number, "2026-12-01 09:05", "受付", "", f"第{version.number}版", "Uabc", "LINE"
+    ]
+    assert row[7] == "タンス"
+    assert row[9] == "2点"
+    assert row[10] == "市役所 太郎"  # department staff may reveal sensitive answers
+    assert row[14:] == ["1200円", "200円"]
 
 
 def test_multiple_choices_are_joined(procedure, version, staff_user):

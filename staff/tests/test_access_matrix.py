@@ -24,7 +24,7 @@ from django.test import Client
 from django.urls import reverse
 
 from audit.models import AuditEntry
-from procedures.models import Procedure, ProcedureVersion, Step
+from procedures.models import Application, Procedure, ProcedureVersion, StaffField, Step
 from procedures.services import procedure_export_data, version_publish
 from procedures.tests.factories import ApplicationFactory, ImageStepFactory
 from residents.models import Resident
@@ -44,6 +44,8 @@ CITY_READERS = ADMINS | {"auditor_citywide"}
 A_READERS = CITY_READERS | {"department_staff", "department_viewer", "auditor"}
 A_GRANTED_READERS = A_READERS | {"outsourced_operator"}
 A_BUILDERS = ADMINS | {"department_staff"}
+A_PROCESSORS = A_BUILDERS | {"outsourced_operator"}  # may process the granted procedure's applications
+A_GRANTED_PROCESSORS = A_BUILDERS | {"outsourced_operator"}
 NOBODY: set[str] = set()
 
 ALLOWED: dict[str, set[str]] = {
@@ -85,6 +87,17 @@ ALLOWED: dict[str, set[str]] = {
     "application.change_page.same_department_not_granted": A_READERS,
     "application.change_page.other_department": CITY_READERS,
     "application.delete.other_department": NOBODY,  # applications are never deleted in the admin
+    "application.assign.own": A_PROCESSORS,
+    "application.assign.same_department_not_granted": A_BUILDERS,
+    "application.assign.other_department": ADMINS,
+    "application.bulk_assign.own": A_PROCESSORS,
+    "application.bulk_assign.other_department": ADMINS,
+    "application.bulk_handled.other_department": ADMINS,
+    "application.bulk_status.other_department": ADMINS,
+    "application.staff_fields.own": A_PROCESSORS,
+    "application.staff_fields.other_department": ADMINS,
+    "application.print.own": A_GRANTED_READERS,
+    "application.print.other_department": CITY_READERS,
     # residents
     "resident.changelist.shows_other_department": CITY_READERS,
     "resident.change_page.own": A_GRANTED_READERS,
@@ -103,9 +116,23 @@ ALLOWED: dict[str, set[str]] = {
     "simulator.page.own": A_GRANTED_READERS,
     "simulator.page.other_department": CITY_READERS,
     "simulator.send.other_department": CITY_READERS,
+    # 代理入力: entering a real application needs "process" on its procedure
+    "proxy_entry.page.own": A_GRANTED_PROCESSORS,
+    "proxy_entry.page.same_department_not_granted": A_BUILDERS,
+    "proxy_entry.page.other_department": ADMINS,
+    "proxy_entry.send.own": A_GRANTED_PROCESSORS,
+    "proxy_entry.send.other_department": ADMINS,
+    # messages with the resident and correction requests: "process" on the application
+    "application.message_page.same_department_not_granted": A_BUILDERS,
+    "application.message_send.own": A_GRANTED_PROCESSORS,
+    "application.message_send.other_department": ADMINS,
+    "application.correction_request.own": A_GRANTED_PROCESSORS,
+    "application.correction_request.other_department": ADMINS,
     # staff administration
     "staff.user_changelist": ADMINS,
     "staff.membership_add": ADMINS,
+    "staff.unlock_login_action": ADMINS,
+    "staff.reset_two_factor_action": ADMINS,
 }
 
 
@@ -401,6 +428,83 @@ def application_delete_other(client, world):
     return not type(application).objects.filter(pk=application.pk).exists()
 
 
+def _assign(client, place):
+    application = place.application
+    _ok(client.post(reverse("admin:procedures_application_assign", args=[application.pk]), {"assign": "me"}))
+    return Application.objects.filter(pk=application.pk, assignee__isnull=False).exists()
+
+
+def application_assign_own(client, world):
+    return _assign(client, world[A_GRANTED])
+
+
+def application_assign_not_granted(client, world):
+    return _assign(client, world[A_OTHER])
+
+
+def application_assign_other(client, world):
+    return _assign(client, world[B])
+
+
+def _bulk_assign(client, place):
+    application = place.application
+    _ok(_action(client, "admin:procedures_application_changelist", "assign_to_me", [application.pk]))
+    return Application.objects.filter(pk=application.pk, assignee__isnull=False).exists()
+
+
+def application_bulk_assign_own(client, world):
+    return _bulk_assign(client, world[A_GRANTED])
+
+
+def application_bulk_assign_other(client, world):
+    return _bulk_assign(client, world[B])
+
+
+def application_bulk_handled_other(client, world):
+    application = world[B].application
+    Application.objects.filter(pk=application.pk).update(needs_action=True)
+    _ok(_action(client, "admin:procedures_application_changelist", "mark_handled", [application.pk]))
+    return not Application.objects.get(pk=application.pk).needs_action
+
+
+def application_bulk_status_other(client, world):
+    application = world[B].application
+    before = Application.objects.get(pk=application.pk).status_id
+    response = client.post(reverse("admin:procedures_application_changelist"), {
+        "action": "change_status", "_selected_action": [str(application.pk)], "index": "0", "to_status": "reviewing"})
+    _ok(response)
+    return Application.objects.get(pk=application.pk).status_id != before
+
+
+def _staff_fields(client, place):
+    StaffField.objects.get_or_create(procedure=place.procedure, key="memo", defaults={"label": "内部メモ"})
+    application = place.application
+    url = reverse("admin:procedures_application_staff_fields", args=[application.pk])
+    _ok(client.post(url, {"sf-memo": "matrix"}))
+    return Application.objects.get(pk=application.pk).staff_values.get("memo") == "matrix"
+
+
+def application_staff_fields_own(client, world):
+    return _staff_fields(client, world[A_GRANTED])
+
+
+def application_staff_fields_other(client, world):
+    return _staff_fields(client, world[B])
+
+
+def _print(client, place):
+    response = client.get(reverse("admin:procedures_application_print", args=[place.application.pk]))
+    return _shows(response, place.application.receipt_number)
+
+
+def application_print_own(client, world):
+    return _print(client, world[A_GRANTED])
+
+
+def application_print_other(client, world):
+    return _print(client, world[B])
+
+
 def resident_changelist_other(client, world):
     return _shows(client.get(reverse("admin:residents_resident_changelist")), marker("resident", B))
 
@@ -493,6 +597,40 @@ def simulator_send_other(client, world):
     return response.status_code == 200 and "messages" in response.json()
 
 
+def _proxy_entry_page(client, place):
+    response = client.get(reverse("procedures:proxy_entry"), {"procedure": place.procedure.pk})
+    return _shows(response, place.procedure.name)
+
+
+def _proxy_entry_send(client, place):
+    body = {"procedure": place.procedure.pk, "version": place.published.pk, "event": {"type": "sticker"}}
+    response = client.post(reverse("procedures:proxy_entry_send"), body, content_type="application/json")
+    _ok(response)
+    return response.status_code == 200 and "messages" in response.json()
+
+
+def _message_page(client, place):
+    url = reverse("admin:procedures_application_message", args=[place.application.pk])
+    return _shows(client.get(url), place.application.receipt_number)
+
+
+def _message_send(client, place):
+    from procedures.models import ApplicationMessage
+
+    url = reverse("admin:procedures_application_message", args=[place.application.pk])
+    _ok(client.post(url, {"text": "書類の確認のため、お電話ください。", "client_key": "matrix"}))
+    return ApplicationMessage.objects.filter(application=place.application).exists()
+
+
+def _correction_request(client, place):
+    from procedures.models import ApplicationStatus, CorrectionRequest
+
+    reviewing = ApplicationStatus.objects.get(procedure=place.procedure, code="reviewing")
+    url = reverse("admin:procedures_application_correction", args=[place.application.pk])
+    _ok(client.post(url, {"keys": ["count"], "reason": "個数をもう一度お知らせください。", "return_status": reviewing.pk}))
+    return CorrectionRequest.objects.filter(application=place.application).exists()
+
+
 def staff_user_changelist(client, world):
     response = client.get(reverse("admin:auth_user_changelist"))
     _ok(response)
@@ -504,6 +642,23 @@ def staff_membership_add(client, world):
     data = {"user": target.pk, "role": Role.AUDITOR, "department": world.department_b.pk}
     _ok(client.post(reverse("admin:staff_staffmembership_add"), data))
     return StaffMembership.objects.filter(user=target).exists()
+
+
+def staff_unlock_login_action(client, world):
+    from audit import actions as audit_actions
+
+    target = world.users["no_role"]
+    _ok(client.post(reverse("admin:auth_user_changelist"), {"action": "unlock_login", "_selected_action": [target.pk]}))
+    return AuditEntry.objects.filter(action=audit_actions.LOGIN_UNLOCK, object_id=str(target.pk)).exists()
+
+
+def staff_reset_two_factor_action(client, world):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    target = world.users["no_role"]
+    TOTPDevice.objects.create(user=target, name="TOTP", confirmed=True)
+    _ok(client.post(reverse("admin:auth_user_changelist"), {"action": "reset_two_factor", "_selected_action": [target.pk]}))
+    return not TOTPDevice.objects.filter(user=target).exists()
 
 
 CHECKS: dict[str, Callable] = {
@@ -541,6 +696,17 @@ CHECKS: dict[str, Callable] = {
     "application.change_page.same_department_not_granted": application_change_page_not_granted,
     "application.change_page.other_department": application_change_page_other,
     "application.delete.other_department": application_delete_other,
+    "application.assign.own": application_assign_own,
+    "application.assign.same_department_not_granted": application_assign_not_granted,
+    "application.assign.other_department": application_assign_other,
+    "application.bulk_assign.own": application_bulk_assign_own,
+    "application.bulk_assign.other_department": application_bulk_assign_other,
+    "application.bulk_handled.other_department": application_bulk_handled_other,
+    "application.bulk_status.other_department": application_bulk_status_other,
+    "application.staff_fields.own": application_staff_fields_own,
+    "application.staff_fields.other_department": application_staff_fields_other,
+    "application.print.own": application_print_own,
+    "application.print.other_department": application_print_other,
     "resident.changelist.shows_other_department": resident_changelist_other,
     "resident.change_page.own": resident_change_page_own,
     "resident.change_page.other_department": resident_change_page_other,
@@ -556,8 +722,20 @@ CHECKS: dict[str, Callable] = {
     "simulator.page.own": simulator_page_own,
     "simulator.page.other_department": simulator_page_other,
     "simulator.send.other_department": simulator_send_other,
+    "proxy_entry.page.own": lambda client, world: _proxy_entry_page(client, world[A_GRANTED]),
+    "proxy_entry.page.same_department_not_granted": lambda client, world: _proxy_entry_page(client, world[A_OTHER]),
+    "proxy_entry.page.other_department": lambda client, world: _proxy_entry_page(client, world[B]),
+    "proxy_entry.send.own": lambda client, world: _proxy_entry_send(client, world[A_GRANTED]),
+    "proxy_entry.send.other_department": lambda client, world: _proxy_entry_send(client, world[B]),
+    "application.message_page.same_department_not_granted": lambda client, world: _message_page(client, world[A_OTHER]),
+    "application.message_send.own": lambda client, world: _message_send(client, world[A_GRANTED]),
+    "application.message_send.other_department": lambda client, world: _message_send(client, world[B]),
+    "application.correction_request.own": lambda client, world: _correction_request(client, world[A_GRANTED]),
+    "application.correction_request.other_department": lambda client, world: _correction_request(client, world[B]),
     "staff.user_changelist": staff_user_changelist,
     "staff.membership_add": staff_membership_add,
+    "staff.unlock_login_action": staff_unlock_login_action,
+    "staff.reset_two_factor_action": staff_reset_two_factor_action,
 }
 
 
@@ -681,6 +859,90 @@ def test_application_export_matrix(world, role, place):
     assert _application_export(client, world, place) is (role in EXPORT_ALLOWED[place])
 
 
-@pytest.mark.skip(reason="the REST API arrives with djangorestframework endpoints")
-def test_api_matrix():
-    """Every role x API read/write of applications and procedures of another department, by id."""
+# --------------------------------------------------------------------------
+# The REST API (/api/v1/, api/): every role with its own token x procedures and applications in
+# each place, listed, read by id and moved to another status. A refusal of an object the role may
+# not view is a 404 (like an unknown id), of one it may view but not process a 403; no token, 401.
+# --------------------------------------------------------------------------
+
+A_PROCESSORS = ADMINS | {"department_staff"}
+
+API_ALLOWED: dict[str, set[str]] = {
+    "api.procedure.list.shows_own": A_GRANTED_READERS,
+    "api.procedure.list.shows_other_department": CITY_READERS,
+    "api.procedure.read.own": A_GRANTED_READERS,
+    "api.procedure.read.same_department_not_granted": A_READERS,
+    "api.procedure.read.other_department": CITY_READERS,
+    "api.procedure.read.without_department": CITY_READERS,
+    "api.application.list.shows_own": A_GRANTED_READERS,
+    "api.application.list.shows_other_department": CITY_READERS,
+    "api.application.read.own": A_GRANTED_READERS,
+    "api.application.read.same_department_not_granted": A_READERS,
+    "api.application.read.other_department": CITY_READERS,
+    "api.application.read.without_department": CITY_READERS,
+    "api.application.sensitive_unmasked.own": A_REVEALERS,  # the viewer reads it masked
+    "api.application.change_status.own": A_PROCESSORS | {"outsourced_operator"},
+    "api.application.change_status.same_department_not_granted": A_PROCESSORS,
+    "api.application.change_status.other_department": ADMINS,  # a city-wide auditor reads only
+    "api.application.change_status.without_department": ADMINS,
+}
+
+_API_PLACES = {"own": A_GRANTED, "same_department_not_granted": A_OTHER, "other_department": B, "without_department": NONE}
+
+
+def _api_client(world, role):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    if role != "anonymous":
+        token, _created = Token.objects.get_or_create(user=world.users[role])
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+def _api_check(client, world, case: str):
+    """(whether the access happened, the status code)."""
+    _api, kind, verb, where = case.split(".")
+    if verb == "list":
+        response = client.get(reverse(f"api:{kind}-list"), {"page_size": 100})
+        _ok(response)
+        place = A_GRANTED if where == "shows_own" else B
+        text = marker("procedure" if kind == "procedure" else "receipt", place)
+        return response.status_code == 200 and text in response.content.decode(), response.status_code
+    place = world[_API_PLACES[where]]
+    target = place.procedure if kind == "procedure" else place.application
+    if verb == "change_status":
+        response = client.post(
+            reverse("api:application-change-status", args=[target.pk]), {"to_status": "reviewing"}, format="json"
+        )
+        _ok(response)
+        changed = type(target).objects.get(pk=target.pk).status.code == "reviewing"
+        return response.status_code == 200 and changed, response.status_code
+    response = client.get(reverse(f"api:{kind}-detail", args=[target.pk]))
+    _ok(response)
+    if verb == "sensitive_unmasked":
+        return response.status_code == 200 and response.json()["answers"]["name"] == "市役所 太郎", response.status_code
+    return response.status_code == 200 and response.json()["id"] == target.pk, response.status_code
+
+
+def test_every_api_case_has_an_expectation():
+    for roles in API_ALLOWED.values():
+        assert roles <= set(URL_ROLES)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", sorted(API_ALLOWED))
+@pytest.mark.parametrize("role", URL_ROLES)
+def test_api_matrix(world, role, case):
+    """Every role x API list/read/change-status of procedures and applications in each place, by id."""
+    accessed, status_code = _api_check(_api_client(world, role), world, case)
+    assert accessed is (role in API_ALLOWED[case])
+    if accessed or case.split(".")[2] in ("list", "sensitive_unmasked"):
+        return
+    if role == "anonymous":
+        assert status_code == 401
+    else:
+        where = case.split(".")[3]
+        readable = role in API_ALLOWED[f"api.application.read.{where}"]
+        assert status_code == (403 if readable else 404), status_code
