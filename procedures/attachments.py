@@ -33,8 +33,8 @@ from procedures.spec import IMAGE_TYPES, KEY_PATTERN, SpecError, parse_spec
 from staff import policy
 
 # Where the channels keep residents' images in the default storage (messaging.services for LINE,
-# procedures.views for the simulator). A stored ref elsewhere is not served.
-IMAGE_REF_PREFIXES = ("line/images/", "simulator/")
+# procedures.views for the simulator and 代理入力). A stored ref elsewhere is not served.
+IMAGE_REF_PREFIXES = ("line/images/", "simulator/", "proxy/")
 
 
 def attachment_url(application_id: int, step_key: str) -> str:

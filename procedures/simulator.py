@@ -1,4 +1,5 @@
-"""The simulator channel: the engine's conversation in a browser, for staff trying a procedure.
+"""The simulator channel: the engine's conversation in a browser, for staff trying a procedure
+or typing in a resident's application taken by phone (代理入力).
 
 It is a second channel beside LINE and needs nothing from the engine that LINE
 does not: engine `Message`s become JSON-able dicts (text rendered by
@@ -26,6 +27,9 @@ from procedures.texts import format_number, render_action_label, render_message,
 
 # The conversation partner id of a staff member's simulator run; never a LINE user id (those start with "U").
 PARTNER_PREFIX = "sim-"
+# The same for a staff member typing in a resident's application (代理入力): a conversation of its own,
+# so trying a draft and entering a real application never mix.
+PROXY_PARTNER_PREFIX = "proxy-"
 
 # Event types the browser may send to /simulator/send/. Images only come through the upload view,
 # which builds the event itself from the stored file.
@@ -48,8 +52,8 @@ class SimulatorInputError(ValueError):
         self.message = message
 
 
-def partner_id(user) -> str:
-    return f"{PARTNER_PREFIX}{user.pk}"
+def partner_id(user, *, proxy: bool = False) -> str:
+    return f"{PROXY_PARTNER_PREFIX if proxy else PARTNER_PREFIX}{user.pk}"
 
 
 # --------------------------------------------------------------------------

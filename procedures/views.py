@@ -1,8 +1,16 @@
-"""The "試す" simulator: staff run a procedure (draft or any published version) as a resident would.
+"""The "試す" simulator and 代理入力: the engine's conversation in the browser, for staff.
 
-The page talks to three JSON endpoints. Every run uses the conversation partner
-`sim-<staff user id>`, so it never mixes with residents, and what it submits is
-a test application (is_test=True) that lists and exports leave out.
+試す: staff run a procedure (draft or any published version) as a resident would. Every run uses
+the conversation partner `sim-<staff user id>`, so it never mixes with residents, and what it
+submits is a test application (is_test=True) that lists and exports leave out.
+
+代理入力 (entry on a resident's behalf, e.g. a phone request): the same conversation, so the
+answers are checked exactly as on LINE (conditions, validators, confirmation), but only on the
+published version of an open procedure the staff member may process (staff.policy PROCESS), as
+the partner `proxy-<staff user id>`. What it submits is a real application marked as entered by
+that staff member (Application.entered_by, channel 代理入力), without a LINE user.
+
+Each mode has a page and three JSON endpoints (send, upload, reset).
 """
 
 from __future__ import annotations
@@ -11,11 +19,14 @@ import functools
 import json
 import re
 import uuid
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Prefetch
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
@@ -37,13 +48,29 @@ from procedures.spec import (
     SpecError,
     Step,
 )
-from staff.policy import procedures_visible_to
+from staff.policy import PROCESS, VIEW, procedures_visible_to
 
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,49}/[a-z0-9][a-z0-9.+-]{0,49}")
 # Room for the multipart envelope and the other fields around the file.
 # Where "市役所" puts the resident on the location form unless settings.SIMULATOR_CITY_HALL says otherwise.
 _DEFAULT_CITY_HALL = {"latitude": 35.689501, "longitude": 139.691722, "address": "市役所", "title": "市役所"}
+
+
+@dataclass(frozen=True)
+class _Mode:
+    """試す (a test run of any version) or 代理入力 (a real application on the published version)."""
+
+    proxy: bool
+    url_prefix: str  # of the URL names: <prefix>, <prefix>_send, <prefix>_upload, <prefix>_reset
+    upload_directory: str  # in the default storage; procedures.attachments serves images from there
+
+    def url(self, name: str = "") -> str:
+        return reverse(f"procedures:{self.url_prefix}{'_' + name if name else ''}")
+
+
+TRY = _Mode(proxy=False, url_prefix="simulator", upload_directory="simulator")
+PROXY = _Mode(proxy=True, url_prefix="proxy_entry", upload_directory="proxy")
 
 
 class _BadRequest(Exception):
@@ -88,8 +115,19 @@ def upload_max_bytes() -> int:
 @require_GET
 @staff_member_required
 def simulator_page(request):
+    return _page(request, TRY)
+
+
+@require_GET
+@staff_member_required
+def proxy_entry_page(request):
+    return _page(request, PROXY)
+
+
+def _page(request, mode: _Mode):
     procedures = list(
-        procedures_visible_to(request.user).order_by("name", "pk").prefetch_related("versions").select_related("current_version")
+        _procedures(request.user, mode).order_by("name", "pk").prefetch_related(_versions_prefetch(mode))
+        .select_related("current_version")
     )
     choice_groups = []
     for procedure in procedures:
@@ -102,7 +140,7 @@ def simulator_page(request):
 
     selected_version, problem = _selected_version(request, procedures)
     # A draft may be tried before it can be published; what still blocks publishing is listed beside the chat.
-    spec_problems = version_problems(selected_version) if selected_version is not None else []
+    spec_problems = version_problems(selected_version) if selected_version is not None and not mode.proxy else []
     runnable = True
     if selected_version is not None:
         try:
@@ -112,18 +150,17 @@ def simulator_page(request):
     config = {
         "procedure": selected_version.procedure_id if selected_version and runnable else None,
         "version": selected_version.pk if selected_version and runnable else None,
-        "urls": {
-            "send": reverse("procedures:simulator_send"),
-            "upload": reverse("procedures:simulator_upload"),
-            "reset": reverse("procedures:simulator_reset"),
-        },
+        "urls": {"send": mode.url("send"), "upload": mode.url("upload"), "reset": mode.url("reset")},
         "upload_max_bytes": upload_max_bytes(),
         "upload_too_large": too_large_message(upload_max_bytes()),
         "city_hall": getattr(settings, "SIMULATOR_CITY_HALL", _DEFAULT_CITY_HALL),
+        "application_notice": _application_notice(mode),
     }
     context = {
         **admin.site.each_context(request),
-        "title": _("試す（シミュレーター）"),
+        "title": _("代理入力（電話などで受けた申請）") if mode.proxy else _("試す（シミュレーター）"),
+        "proxy": mode.proxy,
+        "page_url": mode.url(),
         "choice_groups": choice_groups,
         "selected_version": selected_version,
         "selected_label": _version_label(selected_version.procedure, selected_version) if selected_version else "",
@@ -133,6 +170,33 @@ def simulator_page(request):
         "config": config,
     }
     return render(request, "procedures/simulator.html", context)
+
+
+def _procedures(user, mode: _Mode):
+    if mode.proxy:
+        return procedures_visible_to(user, action=PROCESS).filter(is_open=True, current_version__isnull=False)
+    return procedures_visible_to(user)
+
+
+def _versions_prefetch(mode: _Mode) -> Prefetch:
+    if mode.proxy:  # the published version residents get now, nothing else
+        return Prefetch("versions", queryset=ProcedureVersion.objects.filter(pk__in=Procedure.objects.values("current_version")))
+    return Prefetch("versions")
+
+
+def _application_notice(mode: _Mode) -> dict:
+    """What the page says about an application the conversation created."""
+    if mode.proxy:
+        return {
+            "title": _("申請を受け付けました（代理入力）"),
+            "note": _("住民の方に受付番号をお伝えください。申請一覧には受付方法「代理入力（電話）」として表示されます。"),
+            "link": _("管理画面でこの申請を開く"),
+        }
+    return {
+        "title": _("テスト申請を作成しました"),
+        "note": _("テスト申請のため、申請一覧や出力には含まれません。"),
+        "link": _("管理画面でこのテスト申請を開く"),
+    }
 
 
 def _version_label(procedure: Procedure, version: ProcedureVersion) -> str:
@@ -201,15 +265,20 @@ def _id(value, what: str) -> int:
     return value
 
 
-def _version_and_spec(raw_procedure, raw_version, user):
+def _version_and_spec(raw_procedure, raw_version, user, mode: _Mode):
     procedure_id = _id(raw_procedure, _("手続き"))
     version_id = _id(raw_version, _("バージョン"))
+    action = PROCESS if mode.proxy else VIEW
     version = (
         ProcedureVersion.objects.select_related("procedure").filter(pk=version_id, procedure_id=procedure_id)
-        .filter(procedure__in=procedures_visible_to(user)).first()
+        .filter(procedure__in=procedures_visible_to(user, action=action)).first()
     )
     if version is None:
         raise _BadRequest(_("指定された手続きのバージョンが見つかりません。ページを読み込み直してください。"), 404)
+    if mode.proxy and not (version.procedure.is_open and version.procedure.current_version_id == version.pk):
+        raise _BadRequest(
+            _("代理入力できるのは、受付中の手続きの公開中の版だけです。ページを読み込み直してください。")
+        )
     try:
         spec = procedure_spec_get(version)
     except SpecError:
@@ -219,7 +288,7 @@ def _version_and_spec(raw_procedure, raw_version, user):
     return version, spec
 
 
-def _reply_json(request, reply) -> JsonResponse:
+def _reply_json(reply) -> JsonResponse:
     applications = []
     for application in reply.applications:
         try:
@@ -240,40 +309,50 @@ def _reply_json(request, reply) -> JsonResponse:
     )
 
 
-def _handle(request, spec, event):
-    return conversation_handle(
-        line_user_id=channel.partner_id(request.user),
-        event=event,
-        is_test=True,
-        extra_specs=(spec,),
-    )
+def _handle(request, spec, event, mode: _Mode):
+    partner = channel.partner_id(request.user, proxy=mode.proxy)
+    if not mode.proxy:
+        return conversation_handle(line_user_id=partner, event=event, is_test=True, extra_specs=(spec,))
+    # The engine sees what LINE sees (no extra specs), so the answers are checked as for a resident.
+    with transaction.atomic():
+        reply = conversation_handle(line_user_id=partner, event=event, entered_by=request.user)
+        _only_this_procedure(partner, spec.procedure_id, reply)
+    return reply
 
 
-@require_POST
-@_staff_json
-def simulator_send(request):
+def _only_this_procedure(partner: str, procedure_id: int, reply) -> None:
+    """A keyword can start another procedure in the engine; 代理入力 stays on the one that was checked.
+
+    Raised inside the caller's transaction, so whatever the engine did is rolled back.
+    """
+    state = ConversationSession.objects.filter(line_user_id=partner).values_list("state", flat=True).first() or {}
+    running = (state.get("session") or {}).get("procedure_id") if isinstance(state, dict) else None
+    if (running is not None and running != procedure_id) or any(
+        application.procedure_id != procedure_id for application in reply.applications
+    ):
+        raise _BadRequest(
+            _("代理入力では、選んだ手続きだけを入力できます。別の手続きはページで選び直してください。")
+        )
+
+
+def _send(request, mode: _Mode):
     """{procedure, version, event} -> {messages: [...], applications: [...]} (see procedures/simulator.py)."""
     body = _read_json(request)
-    _version, spec = _version_and_spec(body.get("procedure"), body.get("version"), request.user)
+    _version, spec = _version_and_spec(body.get("procedure"), body.get("version"), request.user, mode)
     if "event" not in body:
         raise _BadRequest(_("送信内容（event）がありません。"))
     event = channel.event_from_dict(body["event"])
-    return _reply_json(request, _handle(request, spec, event))
+    return _reply_json(_handle(request, spec, event, mode))
 
 
-@require_POST
-@_staff_json
-def simulator_reset(request):
-    """最初から: forget this staff member's simulator conversation (the session row)."""
-    ConversationSession.objects.filter(line_user_id=channel.partner_id(request.user)).delete()
+def _reset(request, mode: _Mode):
+    """最初から: forget this staff member's conversation in this mode (the session row)."""
+    ConversationSession.objects.filter(line_user_id=channel.partner_id(request.user, proxy=mode.proxy)).delete()
     return JsonResponse({"ok": True, "messages": [], "applications": []})
 
 
-@csrf_exempt  # the CSRF check runs in _upload below, once the size limit is in place
-@require_POST
-@_staff_json
-def simulator_upload(request):
-    """An image sent in the chat: checked, stored under simulator/, and passed on as an image event.
+def _upload_guarded(request, mode: _Mode):
+    """An image sent in the chat: checked, stored under the mode's directory, and passed on as an image event.
 
     Files go to memory up to settings.FILE_UPLOAD_MAX_MEMORY_SIZE and to a temporary file above it;
     anything over upload_max_bytes() (10 MB) is refused before it is read.
@@ -283,16 +362,54 @@ def simulator_upload(request):
         handler = upload_guard(request, limit)
     except UploadRefused as refused:
         raise _BadRequest(refused.message, refused.status) from None
-    return _upload(request, limit, handler)
+    return _upload(request, limit, handler, mode)
+
+
+@require_POST
+@_staff_json
+def simulator_send(request):
+    return _send(request, TRY)
+
+
+@require_POST
+@_staff_json
+def simulator_reset(request):
+    return _reset(request, TRY)
+
+
+@csrf_exempt  # the CSRF check runs in _upload below, once the size limit is in place
+@require_POST
+@_staff_json
+def simulator_upload(request):
+    return _upload_guarded(request, TRY)
+
+
+@require_POST
+@_staff_json
+def proxy_entry_send(request):
+    return _send(request, PROXY)
+
+
+@require_POST
+@_staff_json
+def proxy_entry_reset(request):
+    return _reset(request, PROXY)
+
+
+@csrf_exempt  # the CSRF check runs in _upload below, once the size limit is in place
+@require_POST
+@_staff_json
+def proxy_entry_upload(request):
+    return _upload_guarded(request, PROXY)
 
 
 @csrf_protect
-def _upload(request, limit: int, handler: LimitedUploadHandler):
+def _upload(request, limit: int, handler: LimitedUploadHandler, mode: _Mode):
     try:
         upload = uploaded_file(request, handler, limit)
     except UploadRefused as refused:
         raise _BadRequest(refused.message, refused.status) from None
-    _version, spec = _version_and_spec(request.POST.get("procedure"), request.POST.get("version"), request.user)
+    _version, spec = _version_and_spec(request.POST.get("procedure"), request.POST.get("version"), request.user, mode)
     step_key = request.POST.get("step", "")
     if step_key and not KEY_PATTERN.match(step_key):
         raise _BadRequest(_("ステップのキー（step）が正しくありません。"))
@@ -303,7 +420,7 @@ def _upload(request, limit: int, handler: LimitedUploadHandler):
     content_type = _image_type(upload)
     if content_type in IMAGE_TYPES and upload.size <= _step_max_bytes(spec, step_key):
         upload.seek(0)
-        name = f"simulator/{request.user.pk}/{uuid.uuid4().hex}.{_EXTENSIONS[content_type]}"
+        name = f"{mode.upload_directory}/{request.user.pk}/{uuid.uuid4().hex}.{_EXTENSIONS[content_type]}"
         ref = default_storage.save(name, upload)
     else:
         # Not kept: the engine re-asks with the reason (type or size), as it would for LINE.
@@ -311,7 +428,7 @@ def _upload(request, limit: int, handler: LimitedUploadHandler):
     event = channel.image_event(
         step=step_key, session=session, ref=ref, content_type=content_type, size=upload.size
     )
-    return _reply_json(request, _handle(request, spec, event))
+    return _reply_json(_handle(request, spec, event, mode))
 
 
 def _step_max_bytes(spec, step_key: str) -> int:

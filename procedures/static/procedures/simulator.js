@@ -195,18 +195,18 @@
     });
   }
 
+  // The words come from the server: a test application (試す) or a real one (代理入力).
   function addApplication(application) {
+    var words = config.application_notice || {};
     var notice = addNotice("", "application");
-    notice.appendChild(el("strong", "", "テスト申請を作成しました"));
+    notice.appendChild(el("strong", "", words.title));
     notice.appendChild(document.createElement("br"));
     notice.appendChild(document.createTextNode("受付番号: " + application.receipt_number));
     notice.appendChild(document.createElement("br"));
-    notice.appendChild(
-      el("small", "", "テスト申請のため、申請一覧や出力には含まれません。")
-    );
+    notice.appendChild(el("small", "", words.note));
     if (application.admin_url) {
       notice.appendChild(document.createElement("br"));
-      var link = el("a", "", "管理画面でこのテスト申請を開く");
+      var link = el("a", "", words.link);
       link.href = application.admin_url;
       link.target = "_blank";
       link.rel = "noopener";
