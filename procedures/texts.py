@@ -373,10 +373,77 @@ _SIMPLE_STATUS = {
 _SIMPLE.update(_SIMPLE_STATUS)
 
 
+# -- messages with the resident and correction requests (procedures/correspondence.py) -----------
+
+
+def _render_correction_started(params: dict) -> str:
+    labels = "、".join(str(label) for label in params.get("labels") or [])
+    return _join(
+        _fill(_("「%(name)s」の申請（受付番号：%(receipt_number)s）の修正を始めます。"), params),
+        _fill(_("修正する項目：%(labels)s"), {"labels": labels}) if labels else "",
+        _("最後に確認画面が出ますので、「この内容で再提出する」を押してください。"),
+    )
+
+
+def _render_staff_message(params: dict) -> str:
+    return _join(
+        _fill(_("「%(procedure)s」の申請（受付番号：%(receipt_number)s）について、担当者からのメッセージです。"), params),
+        str(params.get("text") or "").strip(),
+        _("このメッセージに返信すると、担当者に届きます。"),
+    )
+
+
+def _render_correction_notice(params: dict) -> str:
+    return _join(
+        _fill(_("「%(procedure)s」の申請（受付番号：%(receipt_number)s）について、修正をお願いします。"), params),
+        _fill(_("修正をお願いする理由：%(reason)s"), params) if params.get("reason") else "",
+    )
+
+
+_CORRESPONDENCE_RENDERERS = {
+    "correction.started": _render_correction_started,
+    "correspondence.staff_message": _render_staff_message,
+    "correspondence.correction_notice": _render_correction_notice,
+}
+
+_SIMPLE_CORRESPONDENCE = {
+    "correction.completed": gettext_lazy(
+        "「%(name)s」の申請（受付番号：%(receipt_number)s）の修正内容を受け付けました。担当者が確認します。"
+    ),
+    "correction.unavailable": gettext_lazy(
+        "申し訳ありません。この申請は現在 LINE から修正できません。担当課へお問い合わせください。"
+    ),
+    "correction.in_progress": gettext_lazy("修正の入力中です。続けるには、前の質問にお答えください。"),
+    "correction.finish_current_first": gettext_lazy(
+        "「%(name)s」の入力中です。終わるか「やめる」と送ってから、もう一度「修正する」を押してください。"
+    ),
+    "correspondence.correction_button": gettext_lazy("修正するには、下のボタンを押してください。"),
+    "correspondence.correction_answered": gettext_lazy(
+        "受付番号 %(receipt_number)s の修正は、すでに受け付けています。重ねて修正する必要はありません。"
+    ),
+    "correspondence.correction_cancelled": gettext_lazy(
+        "受付番号 %(receipt_number)s の修正のお願いは取り消されました。修正の必要はありません。"
+    ),
+    "correspondence.correction_not_found": gettext_lazy(
+        "この修正のお願いは見つかりませんでした。担当課へお問い合わせください。"
+    ),
+    "correspondence.correction_closed_meanwhile": gettext_lazy(
+        "申し訳ありません。受付番号 %(receipt_number)s の修正のお願いは、入力中に取り消されたか、すでに受け付け済みです。"
+        "修正内容は反映されていません。"
+    ),
+    "correspondence.reply_received": gettext_lazy(
+        "「%(procedure)s」の申請（受付番号：%(receipt_number)s）の担当者にメッセージを送りました。"
+    ),
+}
+_SIMPLE.update(_SIMPLE_CORRESPONDENCE)
+
+
 def _render_special(message: Message) -> str | None:
     code, params = message.code, message.params or {}
     if code in _STATUS_RENDERERS:
         return _STATUS_RENDERERS[code](params)
+    if code in _CORRESPONDENCE_RENDERERS:
+        return _CORRESPONDENCE_RENDERERS[code](_named(params))
     if code == "question":
         return _render_question(params)
     if code == "summary":
@@ -441,6 +508,8 @@ _ACTION_LABELS = {
     "action.stay": gettext_lazy("いいえ、続けます"),
     "action.withdraw_confirm": gettext_lazy("はい、取り下げます"),
     "action.withdraw_keep": gettext_lazy("いいえ、取り下げません"),
+    "action.resubmit": gettext_lazy("この内容で再提出する"),
+    "action.correct": gettext_lazy("修正する"),
 }
 
 

@@ -180,7 +180,7 @@ class LineClient:
         for client in (self._api_client, self._blob_client):
             try:
                 client.close()
-            except Exception:  # noqa: S110 - closing pools must not hide the real outcome
+            except Exception:  # noqa: S110 - closing pools must not hide the real outcome  # nosec B110
                 pass
 
     def _call(self, function, *args, **kwargs) -> tuple[SendResult, object]:

@@ -8,12 +8,14 @@ See core.py for the state layout and types.py for the data that goes in and out.
 from procedures.engine.core import ACTION_CODES, MESSAGE_CODES, empty_state, step
 from procedures.engine.handlers import HANDLERS, UnknownStepKind, get_handler
 from procedures.engine.types import (
+    CORRECTION_EVENT,
     EVENT_TYPES,
     STATE_SCHEMA_VERSION,
     Action,
     Catalog,
     Event,
     Message,
+    Resubmit,
     Result,
     Submit,
     SummaryRow,
@@ -21,6 +23,7 @@ from procedures.engine.types import (
 
 __all__ = [
     "ACTION_CODES",
+    "CORRECTION_EVENT",
     "EVENT_TYPES",
     "HANDLERS",
     "MESSAGE_CODES",
@@ -30,6 +33,7 @@ __all__ = [
     "Event",
     "Message",
     "Result",
+    "Resubmit",
     "Submit",
     "SummaryRow",
     "UnknownStepKind",

@@ -13,12 +13,20 @@ State (JSON-serialisable):
          "mode": "asking" | "editing" | "confirm_cancel" | "confirm_switch",
          "resume_mode": mode to return to after a confirm_* question,
          "pending_procedure": procedure id waiting for confirm_switch,
-         "page": choice page, "selection": multiple-choice selection in progress},
+         "page": choice page, "selection": multiple-choice selection in progress,
+         "correction": None | {"id", "token", "receipt_number", "keys", "original"}},
      "last_submission": None | {"session", "procedure_id", "version_id", "submitted_at"}}
 
 "editing" means the resident came from a confirmation: after each answer the
 flow resumes from the top, asking only applicable steps not yet passed, and so
 returns to the confirmation.
+
+A correction session (started by a CORRECTION_EVENT) is an editing session on an
+existing application: it starts with the application's answers, every applicable
+step passed except the `keys` staff marked, so the editing walk asks exactly those
+plus any step a changed answer makes applicable (answers of steps that stop applying
+are dropped), shows the confirmation and ends with a Resubmit effect. Only the marked
+steps and steps without an original answer can be changed from the confirmation.
 """
 
 from __future__ import annotations
@@ -42,11 +50,13 @@ from procedures.engine.handlers import (
     get_handler,
 )
 from procedures.engine.types import (
+    CORRECTION_EVENT,
     STATE_SCHEMA_VERSION,
     Action,
     Catalog,
     Event,
     Message,
+    Resubmit,
     Result,
     Submit,
     SummaryRow,
@@ -116,6 +126,11 @@ MESSAGE_CODES = (
     "error.image_too_large",
     "error.bad_image",
     "error.bad_location",
+    "correction.started",
+    "correction.completed",
+    "correction.unavailable",
+    "correction.in_progress",
+    "correction.finish_current_first",
 )
 
 ACTION_CODES = (
@@ -141,6 +156,7 @@ ACTION_CODES = (
     "action.keep_going",
     "action.switch",
     "action.stay",
+    "action.resubmit",
 )
 
 
@@ -245,7 +261,21 @@ def _session_is_sound(session) -> bool:
     if session.get("resume_mode") not in (None, "asking", "editing"):
         return False
     pending = session.get("pending_procedure")
-    return pending is None or _is_int(pending)
+    if not (pending is None or _is_int(pending)):
+        return False
+    return session.get("correction") is None or _correction_is_sound(session["correction"])
+
+
+def _correction_is_sound(correction) -> bool:
+    return (
+        isinstance(correction, dict)
+        and _is_int(correction.get("id"))
+        and isinstance(correction.get("token"), str)
+        and isinstance(correction.get("receipt_number"), str)
+        and isinstance(correction.get("original"), dict)
+        and isinstance(correction.get("keys"), list)
+        and all(isinstance(key, str) for key in correction["keys"])
+    )
 
 
 def _load_state(state) -> tuple[dict, bool]:
@@ -360,6 +390,9 @@ class _Turn:
 
     # -- without a session ---------------------------------------------
     def _no_session(self, event: Event, dropped: bool) -> None:
+        if event.type == CORRECTION_EVENT:
+            self._start_correction(event.data)
+            return
         if event.type == "start":
             self._start_by_id(event.value)
             return
@@ -437,9 +470,73 @@ class _Turn:
         self.say("procedure.started", {"name": spec.name, "description": spec.description})
         self._advance(0)
 
+    def _start_correction(self, data: dict) -> None:
+        """Open a correction session on an existing application's answers (see the module docstring)."""
+        correction_id, version_id = data.get("correction_id"), data.get("version_id")
+        procedure_id, answers = data.get("procedure_id"), data.get("answers")
+        spec = self.catalog.versions.get(version_id) if _is_int(version_id) else None
+        if (
+            spec is None
+            or not _is_int(correction_id)
+            or procedure_id != spec.procedure_id
+            or procedure_id not in self.catalog.current
+            or not isinstance(answers, dict)
+            or not isinstance(data.get("token"), str)
+        ):
+            self.say("correction.unavailable")
+            return
+        inputs = {step.key: step for step in spec.steps if step.is_input}
+        keys = [key for key in data.get("keys") or () if isinstance(key, str) and key in inputs]
+        if not keys:
+            self.say("correction.unavailable")
+            return
+        answers = {key: value for key, value in answers.items() if key in inputs}
+        receipt_number = str(data.get("receipt_number") or "")
+        now = self.now.isoformat()
+        self.spec = spec
+        self.state["session"] = {
+            "id": f"c{correction_id}-{int(self.now.timestamp() * 1000)}",
+            "procedure_id": procedure_id,
+            "version_id": version_id,
+            "started_at": now,
+            "updated_at": now,
+            "answers": answers,
+            "history": [key for key, step in inputs.items() if key not in keys and evaluate(step.condition, answers)],
+            "current": "",
+            "mode": "editing",
+            "resume_mode": None,
+            "pending_procedure": None,
+            "page": 0,
+            "selection": None,
+            "correction": {
+                "id": correction_id,
+                "token": data["token"],
+                "receipt_number": receipt_number,
+                "keys": keys,
+                "original": copy.deepcopy(answers),
+            },
+        }
+        self.say(
+            "correction.started",
+            {"name": spec.name, "receipt_number": receipt_number, "labels": [inputs[key].label for key in keys]},
+        )
+        self._resume()
+
+    def _correctable(self, key: str) -> bool:
+        """Outside a correction every step; in one, the marked steps and those without an original answer."""
+        correction = self.session.get("correction")
+        return correction is None or key in correction["keys"] or key not in correction["original"]
+
     # -- with a session ------------------------------------------------
     def _in_session(self, event: Event) -> None:
         session = self.session
+        if event.type == CORRECTION_EVENT:
+            # A second tap on a correction button while something is already being entered.
+            same = (session.get("correction") or {}).get("id") == event.data.get("correction_id")
+            code = "correction.in_progress" if same else "correction.finish_current_first"
+            self.say(code, {"name": self.spec.name})
+            self._ask_current()
+            return
         if event.type == "command" and event.name == "submit" and event.session and event.session != session["id"]:
             if event.session == (self.state["last_submission"] or {}).get("session"):
                 self.say("procedure.already_submitted")
@@ -703,7 +800,7 @@ class _Turn:
         current_index = self._index(session["current"])
         for key in reversed(session["history"]):
             step = self.spec.get_step(key)
-            if self._index(key) < current_index and step.is_input and self._applies(step):
+            if self._index(key) < current_index and step.is_input and self._applies(step) and self._correctable(key):
                 return step
         return None
 
@@ -723,7 +820,7 @@ class _Turn:
     def _edit(self, key, confirmation: Step) -> None:
         confirmation_index = self._index(confirmation.key)
         step = next((s for s in self.spec.steps[:confirmation_index] if s.key == key), None)
-        if step is None or not step.is_input or not self._applies(step):
+        if step is None or not step.is_input or not self._applies(step) or not self._correctable(step.key):
             self.say("button.stale")
             self._ask_current()
             return
@@ -762,6 +859,9 @@ class _Turn:
                 return
             answers[input_step.key] = value
         computed = compute(self.spec, answers)
+        if session.get("correction") is not None:
+            self._resubmit(answers, computed)
+            return
         self.effects.append(
             Submit(
                 procedure_id=session["procedure_id"],
@@ -782,6 +882,11 @@ class _Turn:
                 "computed": self._computed_rows(computed),
             },
         )
+        self._end_submitted()
+
+    def _end_submitted(self) -> None:
+        """End the session, remembering it so that a second tap on its last button is recognised."""
+        session = self.session
         self.state["last_submission"] = {
             "session": session["id"],
             "procedure_id": session["procedure_id"],
@@ -789,6 +894,23 @@ class _Turn:
             "submitted_at": self.now.isoformat(),
         }
         self._end_session()
+
+    def _resubmit(self, answers: dict, computed: dict) -> None:
+        session = self.session
+        correction = session["correction"]
+        self.effects.append(
+            Resubmit(
+                correction_id=correction["id"],
+                token=correction["token"],
+                procedure_id=session["procedure_id"],
+                version_id=session["version_id"],
+                submission_key=session["id"],
+                answers=copy.deepcopy(answers),
+                computed=computed,
+            )
+        )
+        self.say("correction.completed", {"name": self.spec.name, "receipt_number": correction["receipt_number"]})
+        self._end_submitted()
 
     def exit(self, step: Step) -> None:
         self.say("procedure.exited", {"name": self.spec.name, "label": step.label, "help": step.help_text})
@@ -895,11 +1017,14 @@ class _Turn:
                         "action.edit",
                         {"label": input_step.label},
                         command(context, step, "edit", input_step.key),
-                    ),
+                    )
+                    if self._correctable(input_step.key)
+                    else None,
                 )
             )
         included = {key: value for key, value in answers.items() if self._applies(self.spec.get_step(key))}
-        actions = [Action("action.submit", {}, command(context, step, "submit"))]
+        submit_code = "action.submit" if session.get("correction") is None else "action.resubmit"
+        actions = [Action(submit_code, {}, command(context, step, "submit"))]
         if self._back_target() is not None:
             actions.append(self._nav(step, "back", "action.back"))
         actions.append(self._nav(step, "cancel", "action.cancel"))

@@ -28,6 +28,12 @@ EVENT_TYPES = (
     "start",  # value: procedure id (int) from a postback or a rich-menu action
 )
 
+# Not sent by a channel: procedures' services build it after checking a correction request
+# (procedures/correspondence.py), so a browser or a postback can never forge its data:
+#   data: {"correction_id": int, "token": str, "procedure_id": int, "version_id": int,
+#          "receipt_number": str, "answers": {key: value}, "keys": [step keys to ask again]}
+CORRECTION_EVENT = "correction"
+
 
 @dataclass(frozen=True)
 class Event:
@@ -87,6 +93,22 @@ class Submit:
 
     procedure_id: int | None
     version_id: int | None
+    submission_key: str
+    answers: dict
+    computed: dict
+
+
+@dataclass(frozen=True)
+class Resubmit:
+    """Effect: the corrected answers of an existing application (a correction conversation ended).
+
+    `token` is the correction request's own token, checked again by the service that applies it.
+    """
+
+    correction_id: int
+    token: str
+    procedure_id: int
+    version_id: int
     submission_key: str
     answers: dict
     computed: dict

@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 
 from procedures import texts
-from procedures.engine import ACTION_CODES, MESSAGE_CODES, Action, Catalog, Event, Message, SummaryRow, step
+from procedures.engine import (
+    ACTION_CODES,
+    CORRECTION_EVENT,
+    MESSAGE_CODES,
+    Action,
+    Catalog,
+    Event,
+    Message,
+    SummaryRow,
+    step,
+)
 from procedures.spec import Problem, SpecError, parse_spec, validate_spec
 from procedures.tests.engine_fixtures import (
     NOW,
@@ -135,6 +145,19 @@ def collect_messages() -> list[Message]:
     messages += [m for result in conversation.results for m in result.messages]
 
     messages += step(catalog_of(spec), {"schema_version": 0}, Event(type="sticker"), NOW).messages
+
+    # A correction of an existing application (procedures/correspondence.py starts it).
+    corrected = make_spec(step_dict("name", "short_text", "お名前"))
+    conversation = Conversation(catalog_of(corrected))
+    correction = {"correction_id": 1, "token": "t", "procedure_id": 1, "version_id": 10,
+                  "receipt_number": "R-1", "answers": {"name": "山田"}, "keys": ["name"]}
+    conversation.send(Event(type=CORRECTION_EVENT, data={**correction, "version_id": 99}))
+    conversation.send(Event(type=CORRECTION_EVENT, data=correction))
+    conversation.send(Event(type=CORRECTION_EVENT, data=correction))
+    conversation.send(Event(type=CORRECTION_EVENT, data={**correction, "correction_id": 2}))
+    conversation.say("山田 太郎")
+    conversation.tap("action.resubmit")
+    messages += [m for result in conversation.results for m in result.messages]
     return messages
 
 

@@ -407,7 +407,7 @@ class SpecSet:
         self.specs: dict[str, LoadedSpec] = {}
         for name in (*ROUTED_SPECS, WEBHOOK_SPEC):
             with spec_path(f"{name}.yml").open("rb") as fh:
-                raw = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (safe loader)
+                raw = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (safe loader)  # nosec B506
             self.specs[name] = LoadedSpec(name, raw)
         self.operations: list[Operation] = []
         for name in ROUTED_SPECS:
