@@ -13,6 +13,8 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="procedures:simulator", permanent=False)),
     path("healthz", health, name="healthz"),
     path("admin/", admin.site.urls),
+    path("accounts/", include("accounts.urls")),
     path("procedures/", include("procedures.urls")),
     path("line/", include("messaging.urls")),
+    path("api/v1/", include("api.urls")),
 ]
