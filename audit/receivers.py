@@ -1,5 +1,6 @@
-"""Logins, failed logins and logouts go to the audit log (django.contrib.auth signals)."""
+"""Logins, failed logins, lockouts and logouts go to the audit log (django.contrib.auth and django-axes signals)."""
 
+from axes.signals import user_locked_out
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
@@ -29,4 +30,15 @@ def record_login_failed(sender, credentials, request=None, **kwargs):
         action=actions.LOGIN_FAILED,
         request=request,
         actor_display=str(tried or "")[:MAX_ACTOR_DISPLAY],
+    )
+
+
+@receiver(user_locked_out, dispatch_uid="audit.lockout")
+def record_lockout(sender, request, username, **kwargs):
+    """Sent when the failures reach the limit, and again for each attempt refused during the lockout."""
+    audit_record(
+        actor=None,
+        action=actions.LOCKOUT,
+        request=request,
+        actor_display=str(username or "")[:MAX_ACTOR_DISPLAY],
     )

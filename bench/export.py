@@ -10,7 +10,8 @@ It loads (once, kept for the next run) a procedure with 20 input steps and N app
 then streams the real export (`procedures.exports.application_export`, UTF-8 with BOM) to
 nowhere, measuring the wall time and the peak Python memory (tracemalloc) at N/10 and at N
 rows: flat memory means the two peaks are about the same. The baseline is PostgreSQL's own
-`COPY (SELECT …) TO STDOUT WITH CSV` of the same rows and columns, in the same run.
+`COPY (SELECT …) TO STDOUT WITH CSV` of the same rows and columns, in the same run; the answers
+columns are encrypted (govtech/crypto.py), so COPY moves the tokens while the export decrypts them.
 """
 
 from __future__ import annotations

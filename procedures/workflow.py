@@ -46,6 +46,7 @@ from procedures.models import (
     Step,
 )
 from procedures.notices import notice_send
+from procedures.signals import application_status_changed
 
 logger = logging.getLogger(__name__)
 
@@ -292,6 +293,7 @@ def _record(
             "notified": notified,
         },
     )
+    application_status_changed.send(sender=Application, application=application, change=change)
     return change
 
 

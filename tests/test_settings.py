@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from govtech.env import env_bool, env_int, env_list, env_str
@@ -19,7 +20,10 @@ from govtech.env import env_bool, env_int, env_list, env_str
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_PREFIXES = ("DJANGO_", "GOVTECH_", "DATABASE_", "REDIS_", "LINE_", "Q_", "DEMO_")
 
+# A deployment must set it (govtech/crypto.py); tests/test_encryption.py checks what happens without.
+ENCRYPTION_KEY = Fernet.generate_key().decode()
 PRODUCTION = {
+    "GOVTECH_ENCRYPTION_KEYS": ENCRYPTION_KEY,
     "DJANGO_ALLOWED_HOSTS": "city.example.jp",
     "DJANGO_SECURE": "1",
     "DJANGO_DEBUG": "0",
@@ -60,7 +64,7 @@ def settings_values(tmp_path, **values) -> dict:
         "'cache': s.CACHES['default']['BACKEND'], 'debug': s.DEBUG, 'secure': s.SESSION_COOKIE_SECURE,"
         "'hsts': s.SECURE_HSTS_SECONDS, 'ssl_redirect': s.SECURE_SSL_REDIRECT}))"
     )
-    result = run_code(code, clean_env(tmp_path, **values))
+    result = run_code(code, clean_env(tmp_path, GOVTECH_ENCRYPTION_KEYS=ENCRYPTION_KEY, **values))
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -105,7 +105,7 @@ def _die_with_parent() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    except Exception:  # noqa: S110 - best effort; not available off Linux
+    except Exception:  # noqa: S110 - best effort; not available off Linux  # nosec B110
         pass
 
 
@@ -183,7 +183,7 @@ class Command(BaseCommand):
         self.stdout.flush()
         # Own process group: a Ctrl-C in the terminal reaches only this process,
         # which forwards it once to each child.
-        process = subprocess.Popen(  # noqa: S603 - fixed arguments, our own manage.py
+        process = subprocess.Popen(  # noqa: S603 - fixed arguments, our own manage.py  # nosec B603
             [sys.executable, str(manage), *arguments],
             cwd=settings.BASE_DIR,
             env={**os.environ, **(environment or {})},
