@@ -27,7 +27,7 @@ from django.utils import timezone
 from audit import actions as audit_actions
 from audit.services import audit_record
 from procedures.attachments import safe_image_ref
-from procedures.models import Application, Procedure
+from procedures.models import Application, ApplicationRevision, Procedure
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,10 @@ def _batch_delete(*, procedure: Procedure, cutoff, batch_size: int) -> int:
     if not rows:
         return 0
     ids = [pk for pk, _answers in rows]
-    files = sorted({ref for _pk, answers in rows for ref in _image_refs(answers)})
+    # Images replaced by a correction live only in the revisions' old answers.
+    earlier_answers = ApplicationRevision.objects.filter(application_id__in=ids).values_list("old_answers", flat=True)
+    files = sorted({ref for answers in [*(answers for _pk, answers in rows), *earlier_answers]
+                    for ref in _image_refs(answers)})
     Application.objects.filter(pk__in=ids).delete()
     audit_record(
         actor=None,

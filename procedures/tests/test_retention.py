@@ -14,7 +14,14 @@ from django_q.models import Schedule
 from audit import actions as audit_actions
 from audit.models import AuditEntry
 from procedures import retention, tasks
-from procedures.models import DEFAULT_RETENTION_DAYS, Application, ApplicationStatusChange, Procedure
+from procedures.models import (
+    DEFAULT_RETENTION_DAYS,
+    Application,
+    ApplicationRevision,
+    ApplicationStatusChange,
+    CorrectionRequest,
+    Procedure,
+)
 from procedures.tests.admin_browser import form_data
 from procedures.tests.factories import ApplicationFactory, published_version
 from procedures.workflow import application_status_change, next_statuses
@@ -165,3 +172,25 @@ def test_the_period_is_shown_in_japanese_on_the_procedure_page(admin_client):
     assert "保存期間（日）" in html
     html = admin_client.get(reverse("admin:procedures_procedure_add")).content.decode()
     assert "保存期間（日）" in html and "confirm_retention_shortening" not in html
+
+
+@time_machine.travel(NOW, tick=False)
+def test_images_replaced_by_a_correction_are_deleted_with_the_application(media_root, django_capture_on_commit_callbacks):
+    version = published_version(name="粗大ごみの収集")
+    Procedure.objects.filter(pk=version.procedure_id).update(retention_days=30)
+    expired, current_ref = _with_image(version, days_ago=31)
+    replaced_ref = default_storage.save("line/images/replaced.png", ContentFile(b"\x89PNG old"))
+    old_answers = {**expired.answers, "photo": {"ref": replaced_ref, "content_type": "image/png", "size": 7}}
+    correction = CorrectionRequest.objects.create(
+        application=expired, keys=["photo"], reason="写真が不鮮明です", return_status=expired.status,
+        token="t", state=CorrectionRequest.State.ANSWERED, created_at=NOW - dt.timedelta(days=31),
+    )
+    ApplicationRevision.objects.create(application=expired, correction=correction, old_answers=old_answers,
+                                       new_answers=expired.answers, created_at=NOW - dt.timedelta(days=31))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.delete_expired_applications()
+
+    assert not Application.objects.filter(pk=expired.pk).exists()
+    assert not default_storage.exists(current_ref) and not default_storage.exists(replaced_ref)
+    assert AuditEntry.objects.get(action=audit_actions.APPLICATION_RETENTION_DELETE).details["files"] == 2
