@@ -125,7 +125,8 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
             raise ValidationError({"to_status": [_("この手続きには状態「%(code)s」がありません。") % {"code": code}]})
         try:
             application_status_change(
-                application=application, to_status=target, actor=request.user, note=given.validated_data["note"]
+                application=application, to_status=target, actor=request.user, note=given.validated_data["note"],
+                request=request,
             )
         except WorkflowError as error:
             raise ValidationError({"to_status": [error.message]}) from error

@@ -533,7 +533,9 @@ def application_status_change_by_staff(
 ) -> ApplicationStatusChange:
     """A staff member moves the application to another status (workflow rules apply); that handles it (対応済み)."""
     _processable(application, actor, _("この申請の状態を変更する権限がありません。"))
-    change = application_status_change(application=application, to_status=to_status, actor=actor, note=note)
+    change = application_status_change(
+        application=application, to_status=to_status, actor=actor, note=note, request=request
+    )
     application_needs_action_clear(application=application, actor=actor, reason="status_change", request=request)
     return change
 

@@ -267,6 +267,7 @@ def _record(
     via: str,
     note: str,
     notify: bool,
+    request=None,
 ) -> ApplicationStatusChange:
     application.status = to_status
     application.save(update_fields=["status"])
@@ -292,6 +293,7 @@ def _record(
             "via": via,
             "notified": notified,
         },
+        request=request,
     )
     application_status_changed.send(sender=Application, application=application, change=change)
     return change
@@ -299,7 +301,7 @@ def _record(
 
 @transaction.atomic
 def application_status_change(
-    *, application: Application, to_status: ApplicationStatus | int, actor, note: str = ""
+    *, application: Application, to_status: ApplicationStatus | int, actor, note: str = "", request=None
 ) -> ApplicationStatusChange:
     """Move an application to `to_status` along one of its procedure's transitions (staff or system).
 
@@ -324,7 +326,9 @@ def application_status_change(
             message += _("「%(from)s」からは変更できません。") % {"from": current.label}
         raise TransitionNotAllowed(message)
     via = ApplicationStatusChange.Via.STAFF if actor is not None else ApplicationStatusChange.Via.SYSTEM
-    return _record(application, current, target, actor=actor, via=via, note=note, notify=transition.notify)
+    return _record(
+        application, current, target, actor=actor, via=via, note=note, notify=transition.notify, request=request
+    )
 
 
 def _withdrawn_status(application: Application) -> ApplicationStatus | None:
