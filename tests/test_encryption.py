@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet
 from django.core.exceptions import FieldError, ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
@@ -35,7 +35,7 @@ def raw(table: str, column: str, pk: int) -> str:
 
 
 def assert_is_token(value: str, *secrets: str) -> None:
-    assert value.startswith("gAAAA"), value[:20]
+    assert value.startswith("g1."), value[:20]
     for secret in secrets:
         assert secret not in value
 
@@ -130,8 +130,8 @@ def test_rotation_makes_old_rows_readable_with_the_new_key_alone():
     with override_settings(ENCRYPTION_KEYS=[KEY_B]):
         assert Application.objects.get(pk=application.pk).answers == ANSWERS
         assert ConversationSession.objects.get(pk=session.pk).state == {"step": "name"}
-    with pytest.raises(InvalidToken):
-        Fernet(KEY_A).decrypt(raw("procedures_application", "answers", application.pk).encode())
+    with override_settings(ENCRYPTION_KEYS=[KEY_A]), pytest.raises(UndecryptableValue):
+        Application.objects.get(pk=application.pk)
 
 
 @pytest.mark.django_db
