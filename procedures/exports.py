@@ -162,6 +162,7 @@ class ApplicationExportResource(resources.Resource):
         self.procedure = procedure
         self.versions = {version_id: info for version_id, info, _spec in versions}
         used = set(FIXED_COLUMNS)
+        channel_labels = {value: str(label) for value, label in Application.Channel.choices}
         fixed = {
             "receipt_number": (RECEIPT_NUMBER, lambda a: a.receipt_number),
             "submitted_at": (SUBMITTED_AT, lambda a: timezone.localtime(a.submitted_at, JST).strftime("%Y-%m-%d %H:%M")),
@@ -169,7 +170,8 @@ class ApplicationExportResource(resources.Resource):
             "assignee": (ASSIGNEE, lambda a: a.assignee.get_username() if a.assignee_id else ""),
             "version": (VERSION, self._version_number),
             "line_user_id": (LINE_USER_ID, lambda a: a.line_user_id),
-            "channel": (CHANNEL, lambda a: a.get_channel_display()),
+            # Labels translated once: get_channel_display() per row costs a gettext and a dict build.
+            "channel": (CHANNEL, lambda a, labels=channel_labels: labels.get(a.channel, a.channel)),
         }
         for name, (header, method) in fixed.items():
             self.fields[name] = Field(column_name=header, dehydrate_method=method)
