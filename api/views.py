@@ -23,7 +23,8 @@ from api.selectors import api_applications, api_procedures, application_answers
 from audit import actions as audit_actions
 from audit.services import audit_record
 from procedures.models import ApplicationStatus
-from procedures.workflow import WorkflowError, application_status_change
+from procedures.services import application_status_change_by_staff
+from procedures.workflow import WorkflowError
 from staff import policy
 
 _ERRORS = {
@@ -124,7 +125,7 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         if target is None:
             raise ValidationError({"to_status": [_("この手続きには状態「%(code)s」がありません。") % {"code": code}]})
         try:
-            application_status_change(
+            application_status_change_by_staff(
                 application=application, to_status=target, actor=request.user, note=given.validated_data["note"],
                 request=request,
             )

@@ -119,12 +119,14 @@ def test_bad_filter_values_are_400_with_a_japanese_message(staff, application, p
 
 
 def test_staff_changes_a_status_through_the_workflow(staff, application):
+    Application.objects.filter(pk=application.pk).update(needs_action=True)
     response = token_client(staff).post(_status(application), {"to_status": "reviewing", "note": "確認"}, format="json")
     assert response.status_code == 200, response.json()
     assert response.json()["status"]["code"] == "reviewing"
     change = ApplicationStatusChange.objects.get(application=application)
     assert (change.actor, change.via, change.note) == (staff, "staff", "確認")
     assert AuditEntry.objects.filter(action=actions.APPLICATION_STATUS_CHANGE).count() == 1
+    assert not Application.objects.get(pk=application.pk).needs_action  # a staff status change handles it
 
 
 def test_disallowed_transition_is_400_in_japanese_and_changes_nothing(staff, application):
