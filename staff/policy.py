@@ -31,9 +31,18 @@ from django.contrib.auth import get_user_model
 from django.db.models import Model, Q, QuerySet
 
 from audit.models import AuditEntry
+from broadcasts.models import Broadcast, BroadcastChunk, BroadcastRun
 from integrations.models import WebhookDelivery, WebhookEndpoint
 from procedures.models import Application, ComputedValue, Procedure, ProcedureVersion, Step, StepChoice
-from residents.models import Resident
+from residents.models import (
+    Attribute,
+    Category,
+    ProfileChange,
+    Resident,
+    ResidentAttributeValue,
+    ResidentCategory,
+    Segment,
+)
 from staff.models import Department, ProcedureGrant, Role, StaffMembership
 
 VIEW = "view"
@@ -122,7 +131,9 @@ def _memberships(user) -> list[tuple[str, int | None]]:
 def _granted_procedures(user) -> frozenset[int]:
     cache = _cache(user)
     if "grants" not in cache:
-        cache["grants"] = frozenset(ProcedureGrant.objects.filter(user_id=user.pk).values_list("procedure_id", flat=True))
+        cache["grants"] = frozenset(
+            ProcedureGrant.objects.filter(user_id=user.pk).values_list("procedure_id", flat=True)
+        )
     return cache["grants"]
 
 
@@ -218,7 +229,11 @@ VERSION = ObjectType(
     _BUILDER_PERMISSIONS,
 )
 STEP = ObjectType(
-    "step", _via_procedure(_version_procedure), "version__procedure__department", "version__procedure", _BUILDER_PERMISSIONS
+    "step",
+    _via_procedure(_version_procedure),
+    "version__procedure__department",
+    "version__procedure",
+    _BUILDER_PERMISSIONS,
 )
 STEP_CHOICE = ObjectType(
     "step_choice",
@@ -274,6 +289,34 @@ WEBHOOK_DELIVERY = ObjectType(
 )
 
 
+# Residents' profile definitions and records (attributes, categories, their values and history):
+# only system administrators edit them; a resident's own answers are never edited by staff.
+RESIDENT_PROFILE = ObjectType("resident_profile", lambda obj: (None, None), None, None, _ADMINISTER_ONLY)
+
+_DEPARTMENT_OWNED_PERMISSIONS = {"view": VIEW, "add": CHANGE, "change": CHANGE, "delete": CHANGE}
+# Segments and broadcasts belong to their own department (none = city-wide).
+SEGMENT = ObjectType(
+    "segment", lambda obj: (obj.department_id, None), "department", None, _DEPARTMENT_OWNED_PERMISSIONS
+)
+BROADCAST = ObjectType(
+    "broadcast", lambda obj: (obj.department_id, None), "department", None, _DEPARTMENT_OWNED_PERMISSIONS
+)
+BROADCAST_RUN = ObjectType(
+    "broadcast_run",
+    lambda obj: (obj.broadcast.department_id, None),
+    "broadcast__department",
+    None,
+    {"view": VIEW, "add": None, "change": CHANGE, "delete": None},
+)
+BROADCAST_CHUNK = ObjectType(
+    "broadcast_chunk",
+    lambda obj: (obj.run.broadcast.department_id, None),
+    "run__broadcast__department",
+    None,
+    {"view": VIEW, "add": None, "change": CHANGE, "delete": None},
+)
+
+
 def _staff_subject(obj):
     if isinstance(obj, Department):
         return obj.pk, None
@@ -293,6 +336,15 @@ _TYPES: dict[type[Model], ObjectType] = {
     ComputedValue: COMPUTED_VALUE,
     Application: APPLICATION,
     Resident: RESIDENT,
+    Attribute: RESIDENT_PROFILE,
+    Category: RESIDENT_PROFILE,
+    ResidentAttributeValue: RESIDENT_PROFILE,
+    ResidentCategory: RESIDENT_PROFILE,
+    ProfileChange: RESIDENT_PROFILE,
+    Segment: SEGMENT,
+    Broadcast: BROADCAST,
+    BroadcastRun: BROADCAST_RUN,
+    BroadcastChunk: BROADCAST_CHUNK,
     AuditEntry: AUDIT_ENTRY,
     WebhookEndpoint: WEBHOOK_ENDPOINT,
     WebhookDelivery: WEBHOOK_DELIVERY,
