@@ -9,25 +9,37 @@ from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connection
 from django.db.models import QuerySet
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from audit.models import AuditEntry
 from procedures import exports
 from procedures.models import ApplicationStatus
+from procedures.selectors import version_spec_data
+from procedures.spec import parse_spec
 from procedures.tests.factories import (
     ApplicationFactory,
+    CompletionStepFactory,
     ComputedValueFactory,
+    ConfirmationStepFactory,
+    DateStepFactory,
     DepartmentFactory,
     ImageStepFactory,
+    LocationStepFactory,
     MultipleChoiceStepFactory,
+    NumberStepFactory,
     ProcedureFactory,
     ProcedureVersionFactory,
     ShortTextStepFactory,
+    SingleChoiceStepFactory,
+    YesNoStepFactory,
     published_version,
     valid_draft,
 )
+from procedures.texts import answer_text
 from staff.models import ProcedureGrant, Role, StaffMembership
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -276,3 +288,115 @@ def test_anonymous_is_sent_to_login(procedure):
     response = Client().get(URL, {"procedure": procedure.pk, "download": "1"})
     assert response.status_code == 302
     assert reverse("admin:login") in response["Location"]
+
+
+# --------------------------------------------------------------------------
+# Cells worked out once per export (issue 5, requirement 11: 100k rows in < 10 s)
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def every_kind(department):
+    """A published version with one input step of every kind whose answers repeat, and a free text."""
+    draft = ProcedureVersionFactory(procedure=ProcedureFactory(department=department, receipt_prefix="KINDS"))
+    SingleChoiceStepFactory(version=draft, key="item", label="品目", choices=[("tansu", "タンス"), ("bed", "ベッド")])
+    MultipleChoiceStepFactory(version=draft, key="days", label="希望曜日", choices=[("mon", "月曜"), ("1", "火曜")])
+    NumberStepFactory(version=draft, key="count", label="個数", unit="点")
+    YesNoStepFactory(version=draft, key="agree", label="同意")
+    DateStepFactory(version=draft, key="day", label="希望日")
+    LocationStepFactory(version=draft, key="place", label="場所", required=False)
+    ShortTextStepFactory(version=draft, key="memo", label="メモ", required=False)
+    ConfirmationStepFactory(version=draft, key="confirm")
+    CompletionStepFactory(version=draft, key="done")
+    return published_version(draft)
+
+
+# Values equal as dict keys but written differently (1 / True / 1.0), unknown choices, an
+# unhashable list, a repeated value: a remembered cell must never stand in for another value.
+EVERY_KIND_ANSWERS = [
+    {"item": "tansu", "days": ["mon"], "count": 1, "agree": True, "day": "2026-12-01", "memo": "=1+1"},
+    {
+        "item": "ghost",
+        "days": ["mon", {"x": 1}],
+        "count": True,
+        "agree": 1,
+        "day": "not a date",
+        "place": {"latitude": 35.6, "longitude": 139.7},
+    },
+    {"item": "tansu", "days": [], "count": 1.0, "agree": False, "day": "2026-12-01", "memo": "東京都"},
+    {
+        "item": "bed",
+        "days": ["mon", "1"],
+        "count": -2,
+        "agree": "yes",
+        "day": "2026-12-02",
+        "place": {"address": "市役所"},
+    },
+    {"item": "tansu", "days": ["mon", 1], "count": 1, "agree": True, "day": "2026-12-01", "memo": None},
+]
+
+
+@pytest.mark.parametrize("remembered", [exports.REMEMBERED_VALUES, 1])
+def test_every_answer_cell_is_the_staff_pages_text_of_that_very_value(every_kind, staff_user, remembered):
+    version = every_kind
+    applications = [_application(version, answers=answers, computed={}) for answers in EVERY_KIND_ANSWERS]
+    with mock.patch.object(exports, "REMEMBERED_VALUES", remembered):
+        export = exports.build_export(user=staff_user, filters=exports.ExportFilters(procedure=version.procedure))
+        rows = list(export.rows())
+    header, body = rows[0], {row[0]: row for row in rows[1:]}
+    steps = {step.key: step for step in parse_spec(version_spec_data(version)).steps if step.is_input}
+    assert header[7:] == [step.label for step in steps.values()]
+    for application in applications:
+        row = body[application.receipt_number]
+        expected = [
+            exports.neutralise(answer_text(step, application.answers[key])) if key in application.answers else ""
+            for key, step in steps.items()
+        ]
+        assert row[7:] == expected
+    first, second, third, fourth, fifth = (body[application.receipt_number][7:] for application in applications)
+    assert first[:5] == ["タンス", "月曜", "1点", "はい", "2026年12月1日（火）"]
+    assert second[:5] == ["ghost", "月曜、{'x': 1}", "True点", "1", "not a date"]
+    assert third[:5] == ["タンス", "（選択なし）", "1点", "いいえ", "2026年12月1日（火）"]
+    assert fourth[:3] == ["ベッド", "月曜、火曜", "'-2点"]
+    assert fifth[1] == "月曜、1"  # the int 1, not the choice "1" (火曜)
+    assert first[6] == "'=1+1" and fifth[6] == "（未回答）"
+
+
+def test_an_export_sends_the_same_queries_for_one_application_or_many(procedure, version, staff_user):
+    def queries_of_export() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            b"".join(exports.application_export(user=staff_user, filters=exports.ExportFilters(procedure=procedure)))
+        return len(captured)
+
+    _application(version, answers={"item": "tansu", "name": "市役所 太郎", "photo": {"ref": "line/images/x.jpg"}})
+    queries_of_export()  # the user's roles are read once and kept on the user
+    one = queries_of_export()
+    for _ in range(4):
+        _application(version, answers={"item": "bed", "name": "市役所 花子", "photo": {"ref": "line/images/y.jpg"}})
+    assert queries_of_export() == one
+
+
+def test_whether_sensitive_answers_are_shown_is_asked_once_per_export(procedure, version, staff_user):
+    for _ in range(3):
+        _application(version)
+    with mock.patch.object(exports.policy, "can", wraps=exports.policy.can) as can:
+        header, *rows = _rows(_download(_client(staff_user), procedure))
+    assert [row[header.index("お名前")] for row in rows] == ["市役所 太郎"] * 3
+    assert [call.args[1] for call in can.call_args_list].count(exports.policy.REVEAL_SENSITIVE) == 1
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp932"])
+def test_the_stream_comes_in_blocks_of_whole_lines(procedure, version, staff_user, encoding):
+    for number in range(8):
+        _application(version, answers={"item": "tansu", "memo": f"髙橋🙂さん{number}"})
+    client = _client(staff_user)
+    whole = b"".join(_download(client, procedure, encoding=encoding).streaming_content)
+    with mock.patch.object(exports, "BLOCK_CHARS", 300):
+        blocks = list(_download(client, procedure, encoding=encoding).streaming_content)
+    assert b"".join(blocks) == whole
+    assert 1 < len(blocks) < 9  # several lines a block, not one piece per application
+    texts = [block.decode(encoding) for block in blocks]  # no character is cut between two blocks
+    assert all(text.endswith("\r\n") for text in texts)
+    assert all(len(text) >= 300 for text in texts[:-1])
+    assert [text.startswith("\ufeff") for text in texts] == [encoding == "utf-8"] + [False] * (len(texts) - 1)
+    assert whole.decode(encoding).count("髙橋〓さん" if encoding == "cp932" else "髙橋🙂さん") == 8
