@@ -42,6 +42,15 @@ API_TOKEN_CREATE = "api.token_create"  # noqa: S105 (an audit action code, not a
 API_TOKEN_REVOKE = "api.token_revoke"  # noqa: S105 (an audit action code, not a secret)
 WEBHOOK_ENDPOINT_CHANGE = "webhook.endpoint_change"
 WEBHOOK_RESEND = "webhook.resend"
+RESIDENT_MESSAGE = "resident.message"
+BROADCAST_SUBMIT = "broadcast.submit"
+BROADCAST_APPROVE = "broadcast.approve"
+BROADCAST_CANCEL = "broadcast.cancel"
+RICH_MENU_DEPLOY = "rich_menu.deploy"
+RICH_MENU_DISASTER_MODE = "rich_menu.disaster_mode"
+CAMPAIGN_IMPORT = "campaign.import"
+CAMPAIGN_SEND = "campaign.send"
+CAMPAIGN_EXPORT = "campaign.export"
 
 LABELS = {
     LOGIN: _("ログイン"),
@@ -80,6 +89,15 @@ LABELS = {
     API_TOKEN_REVOKE: _("API トークンの削除"),
     WEBHOOK_ENDPOINT_CHANGE: _("連携先（Webhook）の設定変更"),
     WEBHOOK_RESEND: _("連携（Webhook）の再送"),
+    RESIDENT_MESSAGE: _("住民への個別メッセージ"),
+    BROADCAST_SUBMIT: _("一斉配信の申請・予約"),
+    BROADCAST_APPROVE: _("一斉配信の承認"),
+    BROADCAST_CANCEL: _("一斉配信の取り消し"),
+    RICH_MENU_DEPLOY: _("リッチメニューの反映"),
+    RICH_MENU_DISASTER_MODE: _("災害時メニューへの切り替え・戻し"),
+    CAMPAIGN_IMPORT: _("キャンペーン対象者の取り込み"),
+    CAMPAIGN_SEND: _("キャンペーンの送信"),
+    CAMPAIGN_EXPORT: _("キャンペーン結果の書き出し"),
 }
 
 

@@ -12,6 +12,7 @@ and LINE (409 on a repeated key) delivers each recipient at most once.
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -179,3 +180,170 @@ class BroadcastChunk(models.Model):
 
     def __str__(self):
         return f"{self.run} #{self.position}"
+
+
+# --------------------------------------------------------------------------
+# Push-and-confirm benefit campaigns (broadcasts/campaigns.py): a yes/no question pushed to each
+# eligible resident; "yes" completes an application of the campaign's procedure.
+# --------------------------------------------------------------------------
+
+CAMPAIGN_QUESTION_MAX = 240  # LINE: the text of a confirm template
+CAMPAIGN_BUTTON_LABEL_MAX = 20  # LINE: a template action's label
+CAMPAIGN_MATCH_VALUE_MAX = 200
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("下書き")
+        SENDING = "sending", _("送信中")
+        OPEN = "open", _("回答受付中")
+        CLOSED = "closed", _("締め切り")
+
+    class MatchBy(models.TextChoices):
+        ATTRIBUTE = "attribute", _("住民の属性")
+        LINE_USER_ID = "line_user_id", _("LINE ユーザーID")
+
+    name = models.CharField(_("名前（管理用）"), max_length=100)
+    department = models.ForeignKey(
+        "staff.Department",
+        verbose_name=_("担当部署"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="campaigns",
+    )
+    procedure = models.ForeignKey(
+        "procedures.Procedure",
+        verbose_name=_("手続き"),
+        on_delete=models.PROTECT,
+        related_name="campaigns",
+        help_text=_("「はい」と答えた住民の申請を、この手続きの公開中のバージョンで「完了」として作成します。"),
+    )
+    # {step key: answer} in the engine's vocabulary, checked against the procedure's published spec.
+    fixed_answers = models.JSONField(
+        _("固定の回答"),
+        default=dict,
+        blank=True,
+        help_text=_('手続きのステップのキーごとの回答。例: {"agree": true, "kind": "cash"}'),
+    )
+    question = models.TextField(
+        _("質問文"),
+        max_length=CAMPAIGN_QUESTION_MAX,
+        help_text=_("全員に同じ文面が届きます。氏名などの個人情報や差し込み（{…}）は使えません。"),
+    )
+    yes_label = models.CharField(_("「はい」のボタン"), max_length=CAMPAIGN_BUTTON_LABEL_MAX, default=_("申請する"))
+    no_label = models.CharField(_("「いいえ」のボタン"), max_length=CAMPAIGN_BUTTON_LABEL_MAX, default=_("申請しない"))
+    deadline = models.DateTimeField(_("回答期限"))
+    reminder_after_days = models.PositiveSmallIntegerField(
+        _("再通知までの日数"),
+        null=True,
+        blank=True,
+        help_text=_("送信からこの日数が過ぎても未回答の住民に、1回だけ再通知します。空欄は再通知しません。"),
+    )
+    reminder_text = models.TextField(
+        _("再通知の文面"), max_length=CAMPAIGN_QUESTION_MAX, blank=True, help_text=_("質問の前に送ります。")
+    )
+    match_by = models.CharField(_("照合する項目"), max_length=20, choices=MatchBy.choices, default=MatchBy.ATTRIBUTE)
+    match_attribute = models.ForeignKey(
+        "residents.Attribute",
+        verbose_name=_("照合する属性"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="campaigns",
+        help_text=_("「住民の属性」で照合するとき（テキストか数値の属性）。"),
+    )
+    key_column = models.CharField(
+        _("CSV の照合列の見出し"),
+        max_length=100,
+        default=_("対象者番号"),
+        help_text=_("CSV の1行目（見出し）にあるこの列の値で住民を照合します。ほかの列は取り込みません。"),
+    )
+    status = models.CharField(_("状態"), max_length=10, choices=Status.choices, default=Status.DRAFT)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("作成者"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("作成日時"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("更新日時"), auto_now=True)
+    sent_at = models.DateTimeField(_("送信日時"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("申請確認キャンペーン")
+        verbose_name_plural = _("申請確認キャンペーン")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        from broadcasts.campaigns import campaign_problems  # the campaign services import these models
+
+        problems = campaign_problems(self)
+        if problems:
+            raise ValidationError(problems)
+
+
+class CampaignRecipient(models.Model):
+    """One row of a campaign's CSV: an eligible person, matched to a resident or not."""
+
+    class Answer(models.TextChoices):
+        NONE = "none", _("未回答")
+        YES = "yes", _("はい")
+        NO = "no", _("いいえ")
+
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="recipients", verbose_name=_("キャンペーン")
+    )
+    row_number = models.PositiveIntegerField(_("CSV の行番号"))
+    # The eligibility id (or LINE user id) from the CSV: personal-ish, kept for matching, never logged.
+    match_value = models.CharField(_("照合キー"), max_length=CAMPAIGN_MATCH_VALUE_MAX)
+    resident = models.ForeignKey(
+        "residents.Resident",
+        verbose_name=_("住民"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="campaign_recipients",
+    )
+    # SHA-256 of the random token in the yes/no buttons last pushed (the token itself is never stored).
+    token_hash = models.CharField(max_length=64, blank=True, editable=False)
+    answer = models.CharField(_("回答"), max_length=10, choices=Answer.choices, default=Answer.NONE)
+    answered_at = models.DateTimeField(_("回答日時"), null=True, blank=True)
+    application = models.ForeignKey(
+        "procedures.Application",
+        verbose_name=_("申請"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    pushed_at = models.DateTimeField(_("送信日時"), null=True, blank=True)
+    reminded_at = models.DateTimeField(_("再通知日時"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("キャンペーンの対象者")
+        verbose_name_plural = _("キャンペーンの対象者")
+        ordering = ["campaign", "row_number"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "match_value"], name="campaign_recipient_once"),
+        ]
+        indexes = [models.Index(fields=["campaign", "pushed_at"], name="campaign_recipient_pushed")]
+
+    def __str__(self):
+        return f"{self.campaign} #{self.row_number}"
+
+
+# Rich menus live in their own module; importing them here registers them with the app.
+from broadcasts.richmenu.models import (  # noqa: E402, F401
+    DisasterModeSwitch,
+    RichMenu,
+    RichMenuArea,
+    RichMenuDeployment,
+    RichMenuLink,
+    RichMenuTapCount,
+)

@@ -16,5 +16,8 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("procedures/", include("procedures.urls")),
     path("line/", include("messaging.urls")),
+    path("broadcasts/", include("broadcasts.urls")),
+    # Short, because it is the address behind every web-link tile of the rich menu.
+    path("m/", include("broadcasts.richmenu.urls")),
     path("api/v1/", include("api.urls")),
 ]

@@ -27,8 +27,9 @@ PUSH = "push"
 MULTICAST = "multicast"
 BROADCAST = "broadcast"
 NARROWCAST = "narrowcast"
+PROFILE = "profile"  # getProfile (residents.line_services: display name and picture)
 
-WINDOW_SECONDS = {REPLY: 1, PUSH: 1, MULTICAST: 1, BROADCAST: 3600}
+WINDOW_SECONDS = {REPLY: 1, PUSH: 1, MULTICAST: 1, BROADCAST: 3600, PROFILE: 1}
 _SAME_COUNTER = {NARROWCAST: BROADCAST}  # LINE's 60 an hour is for broadcast and narrowcast together
 
 

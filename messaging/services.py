@@ -26,7 +26,6 @@ import hmac
 import json
 import logging
 import os
-import random
 import re
 import time
 import traceback
@@ -43,8 +42,8 @@ from django_q.brokers import get_broker
 from django_q.tasks import async_task
 
 from govtech.images import sniff_image
-from messaging import ratelimit, selectors
-from messaging.line import parse, render
+from messaging import ratelimit, selectors, signals
+from messaging.line import parse, postback_routes, render, retry
 from messaging.line.client import LineClient, SendResult
 from messaging.models import InboxEvent, LineChannelSettings, LineFollowEvent, LineUser, OutboxMessage
 from procedures.engine.types import Event
@@ -61,7 +60,6 @@ SWEEP_GRACE = timedelta(seconds=30)  # a fresh event's own wake-up is probably o
 IMAGE_DIRECTORY = "line/images"
 OUTBOX_MAX_ATTEMPTS = 10
 OUTBOX_LEASE = timedelta(minutes=5)  # > one batch of calls, each bounded by the client time-out
-OUTBOX_BACKOFF_MAX_SECONDS = 600
 RETRY_KEY_WINDOW = timedelta(hours=23)  # LINE honours a retry key for 24 hours
 UNKNOWN_REPLY_REASON = "LINE の応答が不明のため再送していません"
 INBOX_ERROR_MESSAGE = "処理中にエラーが発生しました"
@@ -95,6 +93,10 @@ def wake_inbox_worker(line_user_id: str) -> None:
 
 def wake_sender(ids: list[int] | None = None) -> None:
     _delay("messaging.tasks.send_outbox", ids)
+
+
+def wake_profile_refresh(resident_id: int) -> None:
+    _delay("residents.tasks.refresh_resident_profile", resident_id)
 
 
 def _trace(error: BaseException) -> str:
@@ -309,16 +311,30 @@ def _inbox_handle(event: InboxEvent, user: LineUser, stored: list[str]) -> tuple
         _resident_for(user)
         _follow_record(user, event, follow=False)
         messages = []
+    elif (answer := postback_routes.command_handler(parsed.event)) is not None:
+        # A button another feature answers outside any conversation (a campaign's yes/no).
+        messages = render.render_all(answer(event=parsed.event, line_user_id=user.line_user_id))
     else:
         resident = _resident_for(user)
         engine_event = parsed.event
         if parsed.action == parse.CONTENT:
             engine_event = _image_event(parsed, stored)
-        reply = conversation_handle(line_user_id=user.line_user_id, event=engine_event, resident=resident)
-        if stored and not _image_kept(user.line_user_id, stored[-1], reply):
-            name = stored[-1]
-            transaction.on_commit(lambda: _delete_file(name), robust=True)
-        messages = render.render_all(reply.messages)
+        elif parsed.action == parse.ROUTED:
+            outcome = postback_routes.handle(
+                data=parsed.postback_data,
+                params=parsed.postback_params,
+                line_user_id=user.line_user_id,
+                resident=resident,
+                now=event.line_timestamp,
+            )
+            engine_event = outcome.event
+            messages = [message for text in outcome.texts for message in render.plain_text(text)]
+        if engine_event is not None:
+            reply = conversation_handle(line_user_id=user.line_user_id, event=engine_event, resident=resident)
+            if stored and not _image_kept(user.line_user_id, stored[-1], reply):
+                name = stored[-1]
+                transaction.on_commit(lambda: _delete_file(name), robust=True)
+            messages = render.render_all(reply.messages)
     outbox_ids = _outbox_write(user.line_user_id, event, parsed.reply_token, messages)
     _inbox_finish(event, InboxEvent.Status.DONE)
     return "done", outbox_ids
@@ -327,6 +343,8 @@ def _inbox_handle(event: InboxEvent, user: LineUser, stored: list[str]) -> tuple
 def _follow_record(user: LineUser, event: InboxEvent, *, follow: bool, is_unblocked: bool = False) -> None:
     if follow:
         user.is_following, user.followed_at = True, event.line_timestamp
+        transaction.on_commit(lambda: wake_profile_refresh(user.resident_id), robust=True)
+        signals.line_user_followed.send(sender=LineUser, line_user=user)
     else:
         user.is_following, user.blocked_at = False, event.line_timestamp
     user.save(update_fields=["is_following", "followed_at", "blocked_at", "updated_at"])
@@ -472,12 +490,6 @@ class SendRun:
     lost: int = 0  # the claim ran out and another sender took the row over before the call
 
 
-def _backoff(attempts: int, base_seconds: float) -> timedelta:
-    """Exponential back-off with jitter (LINE sends no Retry-After)."""
-    delay = min(OUTBOX_BACKOFF_MAX_SECONDS, base_seconds * 2 ** max(attempts - 1, 0))
-    return timedelta(seconds=delay * random.uniform(0.5, 1.5))
-
-
 def outbox_send(*, ids: list[int] | None = None, now=None, batch_size: int = 5, budget_seconds: float = 60) -> SendRun:
     """Send what is due: all residents, or (with `ids`) the residents those rows belong to.
 
@@ -620,7 +632,7 @@ def _retry(row: OutboxMessage, error: str, now, *, result: SendResult | None = N
     _settle(
         row,
         status=OutboxMessage.Status.PENDING,
-        next_attempt_at=now + _backoff(row.attempts, 10 if status == 429 else 5),
+        next_attempt_at=now + retry.delay(row.attempts, result),
         last_error=error[:2000],
     )
     logger.warning("outbox %s will be retried (status %s, attempt %d)", row.pk, status, row.attempts)
@@ -642,10 +654,6 @@ def _unknown(row: OutboxMessage, error: str, *, result: SendResult | None = None
     status = result.status if result is not None else None
     logger.error("outbox %s: the reply's outcome is unknown (status %s); not sent again, staff decide", row.pk, status)
     return "unknown"
-
-
-def _retryable(result: SendResult) -> bool:
-    return result.status is None or result.status == 429 or result.status >= 500
 
 
 def _reply_outcome_unknown(result: SendResult) -> bool:
@@ -699,7 +707,7 @@ def _outbox_deliver(line: LineClient, row: OutboxMessage, mode: str, now) -> str
         # mistaken for one dying during the reply).
         if not _mark(row, reply_token=""):
             return "lost"
-        if _retryable(result):  # 429, or no connection could be made: push after the back-off
+        if retry.retryable(result):  # 429, or no connection could be made: push after the back-off
             return _retry_result(row, result, now)
         if not _invalid_reply_token(result):
             return _failed(row, _describe(result), result=result)
@@ -711,7 +719,7 @@ def _outbox_deliver(line: LineClient, row: OutboxMessage, mode: str, now) -> str
     result = line.push(row.line_user_id, row.payload, str(row.retry_key))
     if result.ok or result.status == 409:  # 409: accepted earlier with this retry key
         return _sent(row, OutboxMessage.Kind.PUSH, result, now)
-    if _retryable(result):
+    if retry.retryable(result):
         return _retry_result(row, result, now)
     return _failed(row, _describe(result), result=result)
 

@@ -31,7 +31,8 @@ from django.conf import settings
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
 
-from messaging.line import postback
+from messaging.line import postback, postback_routes
+from messaging.line.client import LineClient
 from messaging.models import InboxEvent, LineUser, OutboxMessage
 
 TEXT_MAX = 5000  # LINE: a text message holds at most 5000 characters
@@ -185,25 +186,84 @@ def clean_text(value: Any) -> str:
 
 
 def clean_postback(data: Any, params: Any) -> tuple[str, dict[str, str] | None]:
-    """The `data` of a button the city sent (signed by this server) and the picker's params, if any."""
+    """The `data` of a button the city sent (signed by this server) and what LINE adds: a picker's
+    value, or a rich-menu tab switch's alias and outcome."""
     if not isinstance(data, str) or not data or len(data) > POSTBACK_DATA_MAX:
         raise SimulatorError(_("ボタンのデータが正しくありません。"))
     if params is not None:
-        if not isinstance(params, dict) or len(params) != 1:
-            raise SimulatorError(_("日付の指定が正しくありません。"))
-        (key, value), = params.items()
-        if key not in _PICKER_FORMATS or not isinstance(value, str) or len(value) > 20:
-            raise SimulatorError(_("日付の指定が正しくありません。"))
-        try:
-            datetime.strptime(value, _PICKER_FORMATS[key])  # noqa: DTZ007 - only the format is checked
-        except ValueError:
-            raise SimulatorError(_("日付の指定が正しくありません。")) from None
-        params = {key: value}
+        params = _switch_params(params) or _picker_params(params)
+    if postback_routes.prefix_of(data):
+        return data, params  # a rich-menu tile or another feature's button: its handler checks it
     try:
         postback.decode(data, params)
     except postback.InvalidPostback:
         raise SimulatorError(_("このボタンのデータは、この LINE アカウントが送ったものではありません。")) from None
     return data, params
+
+
+def _switch_params(params: Any) -> dict[str, str] | None:
+    if not isinstance(params, dict) or set(params) != {"newRichMenuAliasId", "status"}:
+        return None
+    alias, status = params["newRichMenuAliasId"], params["status"]
+    if not isinstance(alias, str) or not re.fullmatch(r"[a-z0-9_-]{1,32}", alias) or status != "SUCCESS":
+        raise SimulatorError(_("メニューの切り替えの指定が正しくありません。"))
+    return {"newRichMenuAliasId": alias, "status": status}
+
+
+def _picker_params(params: Any) -> dict[str, str]:
+    if not isinstance(params, dict) or len(params) != 1:
+        raise SimulatorError(_("日付の指定が正しくありません。"))
+    ((key, value),) = params.items()
+    if key not in _PICKER_FORMATS or not isinstance(value, str) or len(value) > 20:
+        raise SimulatorError(_("日付の指定が正しくありません。"))
+    try:
+        datetime.strptime(value, _PICKER_FORMATS[key])  # noqa: DTZ007 - only the format is checked
+    except ValueError:
+        raise SimulatorError(_("日付の指定が正しくありません。")) from None
+    return {key: value}
+
+
+# --------------------------------------------------------------------------
+# The rich menu under the chat: what LINE shows this resident
+# --------------------------------------------------------------------------
+
+RICH_MENU_IMAGE_MAX_BYTES = 1024 * 1024  # LINE's limit for rich menu images
+
+
+def rich_menu_shown(user_id: str, alias: str = "") -> dict | None:
+    """The rich menu LINE shows the resident (their own, else the default), or the one behind a tab's
+    alias; None when there is none. Read from LINE (the fake), as a phone would."""
+    with LineClient() as line:
+        if alias:
+            found = line.rich_menu_alias(alias)
+        else:
+            found = line.rich_menu_of_user(user_id)
+            if found.result.status == 404:
+                found = line.rich_menu_default()
+        if found.result.status == 404:
+            return None
+        if not found.result.ok:
+            raise SimulatorError(_("LINE からリッチメニューを取得できませんでした。"), 502)
+        result, menu = line.rich_menu(found.rich_menu_id)
+    if result.status == 404:
+        return None
+    if not result.ok:
+        raise SimulatorError(_("LINE からリッチメニューを取得できませんでした。"), 502)
+    return {
+        "id": found.rich_menu_id,
+        "size": menu.get("size", {}),
+        "chatBarText": menu.get("chatBarText", ""),
+        "selected": bool(menu.get("selected")),
+        "areas": menu.get("areas", []),
+    }
+
+
+def rich_menu_image(rich_menu_id: str) -> tuple[bytes, str]:
+    with LineClient() as line:
+        content = line.rich_menu_image(rich_menu_id, max_bytes=RICH_MENU_IMAGE_MAX_BYTES)
+    if not content.result.ok or content.too_large:
+        raise SimulatorError(_("リッチメニューの画像を取得できませんでした。"), 404 if content.result.status == 404 else 502)
+    return content.data, content.content_type
 
 
 def _number(value: Any, limit: float, what: str) -> float:

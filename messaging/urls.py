@@ -14,4 +14,10 @@ urlpatterns = [
     path("simulator/upload/", views.resident_simulator_upload, name="resident-simulator-upload"),
     path("simulator/follow/", views.resident_simulator_follow, name="resident-simulator-follow"),
     path("simulator/reset/", views.resident_simulator_reset, name="resident-simulator-reset"),
+    path("simulator/richmenu/", views.resident_simulator_richmenu, name="resident-simulator-richmenu"),
+    path(
+        "simulator/richmenu/<str:rich_menu_id>/image/",
+        views.resident_simulator_richmenu_image,
+        name="resident-simulator-richmenu-image",
+    ),
 ]

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import RequestDataTooBig
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -124,7 +124,7 @@ def resident_simulator_page(request):
         "available": not problem,
         "urls": {
             name: reverse(f"messaging:resident-simulator-{name}")
-            for name in ("send", "poll", "upload", "follow", "reset")
+            for name in ("send", "poll", "upload", "follow", "reset", "richmenu")
         },
         "text_max": simulator.TEXT_MAX,
         "upload_max_bytes": settings.SIMULATOR_UPLOAD_MAX_BYTES,
@@ -222,6 +222,29 @@ def resident_simulator_poll(request):
         state=simulator.follow_state(user_id),
         pending=simulator.pending(user_id),
     )
+
+
+@require_GET
+@never_cache
+@_staff_json
+def resident_simulator_richmenu(request):
+    """The rich menu under the resident's chat (or the tab behind `alias`), as LINE has it."""
+    alias = request.GET.get("alias", "")
+    if alias and not re.fullmatch(r"[a-z0-9_-]{1,32}", alias):
+        raise SimulatorError(_("エイリアスIDが正しくありません。"))
+    menu = simulator.rich_menu_shown(_user_id(request), alias)
+    if menu is not None:
+        menu["image_url"] = reverse("messaging:resident-simulator-richmenu-image", args=[menu["id"]])
+    return _ok(menu=menu)
+
+
+@require_GET
+@_staff_json
+def resident_simulator_richmenu_image(request, rich_menu_id: str):
+    data, content_type = simulator.rich_menu_image(rich_menu_id)
+    response = HttpResponse(data, content_type=content_type)
+    response["Cache-Control"] = "private, max-age=3600"  # a LINE rich menu's image never changes
+    return response
 
 
 @require_POST

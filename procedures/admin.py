@@ -97,7 +97,7 @@ from procedures.services import (
     version_publish,
     version_restore,
 )
-from procedures.spec import CHOICE_KINDS, FLOW_KINDS, KEY_PATTERN, SpecError, parse_spec
+from procedures.spec import CHOICE_KINDS, FLOW_KINDS, KEY_PATTERN, PROFILE_TARGET_KINDS, SpecError, parse_spec
 from procedures.texts import answer_text
 from procedures.timeline import application_timeline
 from procedures.workflow import WorkflowError, next_statuses
@@ -438,7 +438,7 @@ class ProcedureAdmin(ScopedAdminMixin, admin.ModelAdmin):
     list_filter = ["is_open", "department"]
     search_fields = ["name", "keywords", "receipt_prefix"]
     fieldsets = [
-        (None, {"fields": ["name", "description", "keywords", "receipt_prefix", "department"]}),
+        (None, {"fields": ["name", "description", "keywords", "receipt_prefix", "department", "needs_staff_review"]}),
         (gettext_lazy("受付の状態"), {"fields": ["is_open", "current_version"]}),
         (gettext_lazy("保存期間"), {"fields": ["retention_days", "confirm_retention_shortening"]}),
     ]
@@ -1014,6 +1014,19 @@ class StepChildAdmin(ScopedAdminMixin, PolymorphicChildModelAdmin):
         options = list(self.model.option_fields.values())
         if options:
             fieldsets.append((_("設定"), {"fields": options}))
+        if kind in PROFILE_TARGET_KINDS:
+            fieldsets.append(
+                (
+                    _("住民の属性"),
+                    {
+                        "fields": ["profile_target"],
+                        "description": _(
+                            "申請されたとき、この回答で住民の属性（または受信カテゴリ）を更新します。"
+                            "機微情報のステップの回答は保存できません。"
+                        ),
+                    },
+                )
+            )
         if obj is not None and not obj.version.is_draft:
             fieldsets.append((_("表示条件"), {"fields": ["condition_words", "condition_json"]}))
         else:

@@ -24,7 +24,18 @@ from django.utils.translation import gettext_lazy
 from procedures.flow import truncate
 from procedures.models import Procedure, ProcedureVersion, Step
 from procedures.retention import retention_due_count
-from procedures.spec import CHOICE_KINDS, COMPARE_OPERATORS, CONDITION_OPS, INPUT_KINDS, KEY_PATTERN
+from procedures.spec import (
+    CHOICE_KINDS,
+    COMPARE_OPERATORS,
+    CONDITION_OPS,
+    INPUT_KINDS,
+    KEY_PATTERN,
+    profile_target_is_well_formed,
+    profile_target_problems,
+)
+from procedures.spec import Step as SpecStep
+from procedures.texts import problem_message
+from residents.profile_targets import profile_target_choices, step_profile_problems
 from staff.models import Department
 
 # --------------------------------------------------------------------------
@@ -383,6 +394,7 @@ class StepForm(forms.ModelForm):
         self.builder_version = self._resolve_version()
         self.condition_locked = False
         self._fill_builder()
+        self._fill_profile_target()
 
     # -- version and position of this step (also while adding) -------------
 
@@ -453,6 +465,46 @@ class StepForm(forms.ModelForm):
                 self.initial[rule_field(number, "operator")] = leaf.get("operator", "")
                 self.initial[rule_field(number, "value")] = leaf_value_text(leaf)
 
+    def _fill_profile_target(self):
+        if "profile_target" not in self.fields:
+            return
+        model_field = self.fields["profile_target"]
+        choices = profile_target_choices(self.instance.kind)
+        current = self.instance.profile_target
+        if current and current not in dict(choices):
+            # Kept visible so that saving explains why it no longer fits.
+            choices.append((current, _("%(target)s ※このステップには使えません") % {"target": current}))
+        self.fields["profile_target"] = AnyChoiceField(
+            label=model_field.label, help_text=model_field.help_text, choices=choices, required=False
+        )
+
+    def _profile_target_check(self, cleaned):
+        target = cleaned.get("profile_target") or ""
+        if "profile_target" not in self.fields or not target:
+            return
+        if not profile_target_is_well_formed(target):
+            self.add_error("profile_target", _("保存先を一覧から選んでください。"))
+            return
+        instance = self.instance
+        options = {
+            option: cleaned.get(field, getattr(instance, field)) for option, field in instance.option_fields.items()
+        }
+        step = SpecStep(
+            key=cleaned.get("key") or instance.key or "",
+            kind=instance.kind,
+            label=cleaned.get("label") or "",
+            sensitive=bool(cleaned.get("sensitive", instance.sensitive)),
+            options=options,
+            profile_target=target,
+        )
+        spec_problems = profile_target_problems(step)
+        for problem in spec_problems:
+            self.add_error("profile_target", problem_message(problem))
+        if not spec_problems:
+            # The choices are saved after this form (inline): publishing checks them against the attribute.
+            for message in step_profile_problems(step, check_choices=False):
+                self.add_error("profile_target", message)
+
     def _builder_field_names(self) -> list[str]:
         names = ["condition_combine"]
         for number in range(1, MAX_RULES + 1):
@@ -479,6 +531,7 @@ class StepForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        self._profile_target_check(cleaned)
         if self.condition_locked:
             return cleaned
         position = cleaned.get("position")

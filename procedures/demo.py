@@ -1,11 +1,14 @@
-"""Demo data: two real-looking procedures modelled on Ogi city's LINE service.
+"""Demo data: real-looking procedures modelled on Ogi city's LINE service.
 
 `load_demo()` makes the departments 市民課 (shimin) and 環境衛生課 (kankyo),
 imports the shareable templates in procedures/templates_library/ with the
 same code path a city uses for any template file (services.procedure_import),
-and publishes them. It is idempotent: a procedure whose receipt prefix already
-exists is left exactly as it is (even if staff have edited it since), so
-re-running never duplicates or overwrites anything.
+and publishes them. It also makes the residents' categories (防災, 子育て, ...)
+and attributes (地区, 子どもの有無) and the 受信設定 procedure built from them
+(residents/receive_settings.py). It is idempotent: a category, attribute or
+procedure whose key or receipt prefix already exists is left exactly as it is
+(even if staff have edited it since), so re-running never duplicates or
+overwrites anything.
 """
 
 from __future__ import annotations
@@ -18,6 +21,12 @@ from django.db import transaction
 
 from procedures.models import Procedure
 from procedures.services import procedure_import, version_publish
+from residents.models import Attribute, Category
+from residents.receive_settings import (
+    RECEIVE_SETTINGS_PREFIX,
+    receive_settings_procedure,
+    receive_settings_procedure_create,
+)
 from staff.models import Department
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates_library"
@@ -48,6 +57,26 @@ DEMO_DEPARTMENTS = (
 DEMO_TEMPLATES = (
     DemoTemplate(file_name="residence_certificate_mail.json", receipt_prefix="JUMIN", department_code="shimin"),
     DemoTemplate(file_name="bulky_garbage.json", receipt_prefix="SODAI", department_code="kankyo"),
+)
+
+
+# (key, name): what residents choose to receive in 受信設定.
+DEMO_CATEGORIES = (
+    ("bousai", "防災"),
+    ("kosodate", "子育て"),
+    ("event", "イベント"),
+    ("gomi", "ごみ"),
+    ("kenkou", "健康"),
+)
+# (key, label, kind, choices as (value, label)).
+DEMO_ATTRIBUTES = (
+    (
+        "district",
+        "地区",
+        Attribute.Kind.SINGLE_CHOICE,
+        (("ogi", "小城町"), ("mikazuki", "三日月町"), ("ushizu", "牛津町"), ("ashikari", "芦刈町")),
+    ),
+    ("children", "子どもの有無", Attribute.Kind.SINGLE_CHOICE, (("yes", "いる"), ("no", "いない"))),
 )
 
 
@@ -82,4 +111,25 @@ def load_demo() -> list[DemoResult]:
             version_publish(version=procedure.draft)
         procedure.refresh_from_db()
         results.append(DemoResult(template.receipt_prefix, procedure, created=True))
+    results.append(_receive_settings_demo())
     return results
+
+
+@transaction.atomic
+def _receive_settings_demo() -> DemoResult:
+    for position, (key, name) in enumerate(DEMO_CATEGORIES, start=1):
+        Category.objects.get_or_create(key=key, defaults={"name": name, "position": position * 10})
+    for position, (key, label, kind, choices) in enumerate(DEMO_ATTRIBUTES, start=1):
+        Attribute.objects.get_or_create(
+            key=key,
+            defaults={
+                "label": label,
+                "kind": kind,
+                "choices": [{"value": value, "label": text} for value, text in choices],
+                "position": position * 10,
+            },
+        )
+    existing = receive_settings_procedure()
+    if existing is not None:
+        return DemoResult(RECEIVE_SETTINGS_PREFIX, existing, created=False)
+    return DemoResult(RECEIVE_SETTINGS_PREFIX, receive_settings_procedure_create(), created=True)

@@ -69,6 +69,14 @@ class Procedure(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(MAX_RETENTION_DAYS)],
         help_text=_("申請日からこの日数を過ぎた申請（回答・添付画像を含む）は、毎日の処理で削除されます。"),
     )
+    needs_staff_review = models.BooleanField(
+        _("届いた申請を職員が確認する"),
+        default=True,
+        help_text=_(
+            "外すと、届いた申請を「要対応」にせず、担当部署へのメールや日次のまとめにも含めません"
+            "（受信設定のように、住民の設定を記録するだけの手続き向け）。"
+        ),
+    )
     created_at = models.DateTimeField(_("作成日時"), auto_now_add=True)
     updated_at = models.DateTimeField(_("更新日時"), auto_now=True)
     # Step keys whose answers the staff inbox shows as columns when the list shows only this procedure.
@@ -189,6 +197,14 @@ class Step(PolymorphicModel):
         help_text=_("氏名・住所・電話番号など。ログ・一覧・出力では伏せ字になり、LINE に表示し返しません。"),
     )
     condition = models.JSONField(_("表示条件"), null=True, blank=True)
+    # Where the answer goes in the resident's profile on submission (spec.PROFILE_TARGET_*): a key,
+    # not a foreign key, so that templates carry it between cities and drafts copy it as it is.
+    profile_target = models.CharField(
+        _("住民の属性に保存"),
+        max_length=60,
+        blank=True,
+        help_text=_("申請されたとき、この回答で住民の属性（または受信カテゴリ）を更新します。機微情報のステップには設定できません。"),
+    )
 
     class Meta:
         verbose_name = _("ステップ")
@@ -230,6 +246,7 @@ class Step(PolymorphicModel):
             "condition": self.condition or None,
             "options": self.spec_options(),
             "choices": self.spec_choices(),
+            "profile_target": self.profile_target,
         }
 
 
@@ -492,6 +509,7 @@ class Application(models.Model):
         LINE = "line", _("LINE")
         PROXY = "proxy", _("代理入力（電話）")
         SIMULATOR = "simulator", _("シミュレーター")
+        CAMPAIGN = "campaign", _("申請確認キャンペーン")
 
     procedure = models.ForeignKey(Procedure, on_delete=models.PROTECT, related_name="applications", verbose_name=_("手続き"))
     version = models.ForeignKey(ProcedureVersion, on_delete=models.PROTECT, related_name="applications", verbose_name=_("バージョン"))

@@ -128,8 +128,12 @@ def _department_digest_send(*, department_id: int, day) -> int:
     start = timezone.make_aware(datetime.combine(day, time.min))
     end = start + timedelta(days=1)
     applications = Application.objects.filter(
-        is_test=False, procedure__department=department, submitted_at__gte=start, submitted_at__lt=end
-    )
+        is_test=False,
+        procedure__department=department,
+        procedure__needs_staff_review=True,
+        submitted_at__gte=start,
+        submitted_at__lt=end,
+    ).exclude(channel=Application.Channel.CAMPAIGN)
     counts = list(
         applications.values("procedure__name").annotate(count=Count("pk")).order_by("procedure__name")
     )

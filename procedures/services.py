@@ -50,6 +50,7 @@ from procedures.workflow import (
     procedure_initial_status,
     resident_status_reply,
 )
+from residents.profile_targets import version_profile_problems
 from staff import policy
 
 
@@ -73,7 +74,7 @@ def version_problems(version: ProcedureVersion) -> list[str]:
         spec = parse_spec(data)
     except SpecError as error:
         return [problem_message(problem, data) for problem in error.problems]
-    return [problem_message(problem, data) for problem in validate_spec(spec)]
+    return [problem_message(problem, data) for problem in validate_spec(spec)] + version_profile_problems(spec, data)
 
 
 @transaction.atomic
@@ -197,6 +198,7 @@ def _version_fill(version: ProcedureVersion, spec: ProcedureSpec) -> None:
             required=step.required,
             sensitive=step.sensitive,
             condition=step.condition,
+            profile_target=step.profile_target,
             **model.fields_from_spec_options(step.options),
         )
         StepChoice.objects.bulk_create(
@@ -293,13 +295,22 @@ def procedure_import(*, raw: bytes, max_bytes: int, department=None, receipt_pre
 
 @transaction.atomic
 def application_submit(
-    *, submit: Submit, line_user_id: str, resident=None, is_test: bool = False, entered_by=None, now=None
+    *,
+    submit: Submit,
+    line_user_id: str,
+    resident=None,
+    is_test: bool = False,
+    entered_by=None,
+    channel: str = "",
+    now=None,
 ) -> Application:
     """Create the application for a Submit effect; a repeated submission returns the first one.
 
     `entered_by`: the staff member who typed it in for a resident (代理入力). Such an application
     has no LINE user, so its submission key carries the staff member instead (engine session ids
     are only unique per conversation partner).
+    `channel`: how a resident's application came in when it was not their LINE conversation (e.g.
+    a campaign's yes button); set before application_submitted is sent, so listeners see it.
     """
     if entered_by is not None and is_test:
         raise ValueError("an application entered for a resident is never a test application")
@@ -322,8 +333,13 @@ def application_submit(
     status_id = version.initial_status_id or procedure_initial_status(procedure=procedure).pk
     if is_test:
         channel = Application.Channel.SIMULATOR
+    elif entered_by is not None:
+        channel = Application.Channel.PROXY
     else:
-        channel = Application.Channel.PROXY if entered_by is not None else Application.Channel.LINE
+        channel = channel or Application.Channel.LINE
+    # A new application waits for staff in the inbox, unless nobody has to look at it: a test, a
+    # procedure that only records (受信設定), or a campaign's yes that staff themselves asked for.
+    awaits_staff = not is_test and procedure.needs_staff_review and channel != Application.Channel.CAMPAIGN
     try:
         with transaction.atomic():
             application = Application.objects.create(
@@ -338,7 +354,7 @@ def application_submit(
                 is_test=is_test,
                 submitted_at=now,
                 status_id=status_id,
-                needs_action=not is_test,  # a new application waits for staff in the inbox
+                needs_action=awaits_staff,
                 channel=channel,
                 entered_by=entered_by,
             )
@@ -351,7 +367,7 @@ def application_submit(
     if entered_by is not None:
         audit_record(actor=entered_by, action=audit_actions.APPLICATION_PROXY_ENTRY, obj=application,
                      details={"receipt_number": application.receipt_number})
-    if not is_test:
+    if awaits_staff:
         application_mail_enqueue(application=application)
     application_submitted.send(sender=Application, application=application)
     return application

@@ -39,6 +39,14 @@ FLOW_KINDS = ("message", "confirmation", "completion", "exit")
 STEP_KINDS = INPUT_KINDS + FLOW_KINDS
 CHOICE_KINDS = ("single_choice", "multiple_choice")
 
+# A step's `profile_target` saves its answer into the resident's profile when the application is
+# submitted: "categories" (the 受信設定 categories, whose keys are the choice values) or
+# "attribute:<attribute key>". Keys never change once set, so templates can name them.
+PROFILE_TARGET_CATEGORIES = "categories"
+PROFILE_TARGET_ATTRIBUTE_PREFIX = "attribute:"
+# The kinds whose answers fit a profile value (see residents/procedure_profile.py for the pairs).
+PROFILE_TARGET_KINDS = ("short_text", "number", "date", "single_choice", "multiple_choice", "yes_no")
+
 TEXT_FORMATS = ("none", "phone", "postal_code", "email", "katakana", "regex")
 CONDITION_OPS = ("equals", "one_of", "compare", "answered", "not_answered")
 COMPARE_OPERATORS = ("lt", "le", "gt", "ge", "eq", "ne")
@@ -99,10 +107,23 @@ class Step:
     condition: dict | None = None
     options: dict = field(default_factory=dict)
     choices: tuple[Choice, ...] = ()
+    profile_target: str = ""
 
     @property
     def is_input(self) -> bool:
         return self.kind in INPUT_KINDS
+
+
+def profile_target_attribute_key(target: str) -> str | None:
+    """The attribute key of an "attribute:<key>" profile target; None for any other target."""
+    if isinstance(target, str) and target.startswith(PROFILE_TARGET_ATTRIBUTE_PREFIX):
+        return target[len(PROFILE_TARGET_ATTRIBUTE_PREFIX) :]
+    return None
+
+
+def profile_target_is_well_formed(target: str) -> bool:
+    key = profile_target_attribute_key(target)
+    return target == PROFILE_TARGET_CATEGORIES or (key is not None and bool(KEY_PATTERN.match(key)))
 
 
 @dataclass(frozen=True)
@@ -308,6 +329,10 @@ def _parse_step(reader: _Reader, raw: Any, location: tuple) -> Step | None:
         choice_label = reader.text(raw_choice, "label", choice_location, required=True, max_length=100)
         amount = reader.number(raw_choice, "amount", choice_location, 0, limit=MAX_AMOUNT)
         choices.append(Choice(value=value, label=choice_label, amount=amount or 0))
+    profile_target = reader.text(raw, "profile_target", location, max_length=60)
+    if profile_target and not profile_target_is_well_formed(profile_target):
+        reader.add("bad_profile_target", (*location, "profile_target"), target=profile_target[:60])
+        profile_target = ""
     return Step(
         key=key,
         kind=kind,
@@ -318,6 +343,7 @@ def _parse_step(reader: _Reader, raw: Any, location: tuple) -> Step | None:
         condition=condition,
         options=options,
         choices=tuple(choices),
+        profile_target=profile_target,
     )
 
 
@@ -545,6 +571,7 @@ def validate_spec(spec: ProcedureSpec) -> list[Problem]:
                     )
             if leaf.get("op") == "compare" and ref_step.kind != "number":
                 problems.append(Problem("condition_compare_not_number", (*location, "condition"), {"ref": ref}))
+        problems.extend(profile_target_problems(step, location))
 
     problems.extend(_flow_problems(spec))
     for index, item in enumerate(spec.computed):
@@ -558,6 +585,21 @@ def validate_spec(spec: ProcedureSpec) -> list[Problem]:
     for key in sorted({k for k in computed_keys if computed_keys.count(k) > 1 or k in seen}):
         problems.append(Problem("duplicate_key", ("computed",), {"key": key, "other": ""}))
     return problems
+
+
+def profile_target_problems(step: Step, location: tuple = ()) -> list[Problem]:
+    """What the spec alone can tell about a profile target (the attribute itself is checked by residents)."""
+    if not step.profile_target:
+        return []
+    where = (*location, "profile_target")
+    if step.sensitive:
+        # Personal data stays in the application, where it is masked and expires with it.
+        return [Problem("profile_target_sensitive", where)]
+    if step.kind not in PROFILE_TARGET_KINDS:
+        return [Problem("profile_target_kind", where, {"kind": step.kind})]
+    if step.profile_target == PROFILE_TARGET_CATEGORIES and step.kind != "multiple_choice":
+        return [Problem("profile_target_categories_kind", where)]
+    return []
 
 
 def _flow_problems(spec: ProcedureSpec) -> list[Problem]:
@@ -606,6 +648,7 @@ def spec_to_dict(spec: ProcedureSpec) -> dict:
                 "condition": step.condition,
                 "options": dict(step.options),
                 "choices": [{"value": c.value, "label": c.label, "amount": c.amount} for c in step.choices],
+                "profile_target": step.profile_target,
             }
             for step in spec.steps
         ],

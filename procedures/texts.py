@@ -620,6 +620,7 @@ _FIELD_NAMES = {
     "min_selected": gettext_lazy("最少選択数"),
     "max_selected": gettext_lazy("最多選択数"),
     "max_bytes": gettext_lazy("最大ファイルサイズ"),
+    "profile_target": gettext_lazy("住民の属性への保存先"),
 }
 
 
@@ -716,6 +717,19 @@ _PROBLEMS = {
     "computed_not_numeric": gettext_lazy(
         "%(where)s：「%(ref)s」は数値・選択・はい／いいえの質問ではないため、計算に使えません。"
     ),
+    "bad_profile_target": gettext_lazy(
+        "%(where)s：「%(target)s」は使えません。categories（受信カテゴリ）か attribute:属性のキー で指定してください。"
+    ),
+    "profile_target_sensitive": gettext_lazy(
+        "%(where)s：機微情報のステップの回答は住民の属性に保存できません。保存先を外すか、機微情報の指定を外してください。"
+    ),
+    "profile_target_kind": gettext_lazy(
+        "%(where)s：「%(kind)s」のステップの回答は住民の属性に保存できません。"
+        "保存できるのは一行テキスト・数値・日付・選択（1つ）・選択（複数）・はい／いいえのステップです。"
+    ),
+    "profile_target_categories_kind": gettext_lazy(
+        "%(where)s：受信カテゴリに保存できるのは「選択（複数）」のステップだけです。"
+    ),
     "no_steps": gettext_lazy("ステップが1つもありません。"),
     "no_questions": gettext_lazy("質問のステップが1つもありません。"),
     "no_completion": gettext_lazy("完了ステップがありません。最後に完了ステップを追加してください。"),
@@ -734,6 +748,8 @@ def problem_message(problem: Problem, spec_data: dict | None = None) -> str:
         params["known"] = _names(params.get("known") or "", KIND_NAMES)
     if problem.code == "unknown_format":
         params["known"] = _names(params.get("known") or "", FORMAT_NAMES)
+    if problem.code == "profile_target_kind":
+        params["kind"] = str(KIND_NAMES.get(params.get("kind"), params.get("kind") or ""))
     if problem.code == "unknown_condition_op":
         params["known"] = _names(params.get("known") or "", CONDITION_OP_NAMES)
     if "ref" in params:

@@ -31,7 +31,15 @@ from django.contrib.auth import get_user_model
 from django.db.models import Model, Q, QuerySet
 
 from audit.models import AuditEntry
-from broadcasts.models import Broadcast, BroadcastChunk, BroadcastRun
+from broadcasts.models import Broadcast, BroadcastChunk, BroadcastRun, Campaign, CampaignRecipient
+from broadcasts.richmenu.models import (
+    DisasterModeSwitch,
+    RichMenu,
+    RichMenuArea,
+    RichMenuDeployment,
+    RichMenuLink,
+    RichMenuTapCount,
+)
 from integrations.models import WebhookDelivery, WebhookEndpoint
 from procedures.models import Application, ComputedValue, Procedure, ProcedureVersion, Step, StepChoice
 from residents.models import (
@@ -315,6 +323,22 @@ BROADCAST_CHUNK = ObjectType(
     None,
     {"view": VIEW, "add": None, "change": CHANGE, "delete": None},
 )
+# Push-and-confirm campaigns belong to their department; their recipients (rows of the imported CSV)
+# are written only by the campaign's import, send and answers, never edited one by one.
+CAMPAIGN = ObjectType(
+    "campaign", lambda obj: (obj.department_id, None), "department", None, _DEPARTMENT_OWNED_PERMISSIONS
+)
+CAMPAIGN_RECIPIENT = ObjectType(
+    "campaign_recipient",
+    lambda obj: (obj.campaign.department_id, None),
+    "campaign__department",
+    None,
+    {"view": VIEW, "add": None, "change": None, "delete": None},
+)
+
+
+# Rich menus are the whole city's front door: only system administrators build and deploy them.
+RICH_MENU = ObjectType("rich_menu", lambda obj: (None, None), None, None, _ADMINISTER_ONLY)
 
 
 def _staff_subject(obj):
@@ -345,6 +369,14 @@ _TYPES: dict[type[Model], ObjectType] = {
     Broadcast: BROADCAST,
     BroadcastRun: BROADCAST_RUN,
     BroadcastChunk: BROADCAST_CHUNK,
+    Campaign: CAMPAIGN,
+    RichMenu: RICH_MENU,
+    RichMenuArea: RICH_MENU,
+    RichMenuDeployment: RICH_MENU,
+    RichMenuLink: RICH_MENU,
+    RichMenuTapCount: RICH_MENU,
+    DisasterModeSwitch: RICH_MENU,
+    CampaignRecipient: CAMPAIGN_RECIPIENT,
     AuditEntry: AUDIT_ENTRY,
     WebhookEndpoint: WEBHOOK_ENDPOINT,
     WebhookDelivery: WEBHOOK_DELIVERY,

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 import urllib3
@@ -22,10 +24,16 @@ from linebot.v3.messaging import (
     ApiClient,
     ApiException,
     Configuration,
+    CreateRichMenuAliasRequest,
     MessagingApi,
     MessagingApiBlob,
+    MulticastRequest,
     PushMessageRequest,
     ReplyMessageRequest,
+    RichMenuBulkLinkRequest,
+    RichMenuBulkUnlinkRequest,
+    RichMenuRequest,
+    UpdateRichMenuAliasRequest,
 )
 
 logger = logging.getLogger(__name__)
@@ -50,10 +58,24 @@ class SendResult:
     accepted_request_id: str = ""  # 409: the request that was accepted earlier with this retry key
     error: str = ""
     request_sent: bool = True
+    retry_after: float | None = None  # seconds, when LINE answered with a Retry-After header
 
     @property
     def ok(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(frozen=True)
+class Quota:
+    """This month's message quota. `limit` None: no limit (LINE's type "none"); `used`: sent this month."""
+
+    result: SendResult
+    limit: int | None = None
+    used: int = 0
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.limit is None else max(self.limit - self.used, 0)
 
 
 @dataclass(frozen=True)
@@ -70,6 +92,31 @@ class Content:
     content_type: str = ""
     too_large: bool = False
     size: int = 0
+
+
+@dataclass(frozen=True)
+class RichMenuId:
+    """A rich menu id LINE answered with (create rich menu, get alias), or why there is none (`result`)."""
+
+    result: SendResult
+    rich_menu_id: str = ""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A LINE user's profile (getProfile), or why it could not be fetched (`result`).
+
+    404: the user is not (or no longer) a friend of the account, or unknown. The name and picture
+    are personal data: kept out of repr so that they never reach a log by accident.
+    """
+
+    result: SendResult
+    display_name: str = field(default="", repr=False)
+    picture_url: str = field(default="", repr=False)
+
+    @property
+    def not_found(self) -> bool:
+        return self.result.status == 404
 
 
 def _timeout() -> tuple[float, float]:
@@ -116,12 +163,27 @@ def _line_message(body) -> str:
     return message[:1000]
 
 
+def _retry_after(headers) -> float | None:
+    """Retry-After in seconds (it is a number of seconds or an HTTP date); None when absent or unreadable."""
+    value = _header(headers, "retry-after").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
 def _from_exception(error: ApiException) -> SendResult:
     return SendResult(
         status=error.status or None,
         request_id=_header(error.headers, "x-line-request-id"),
         accepted_request_id=_header(error.headers, "x-line-accepted-request-id"),
         error=_line_message(error.body) or str(error.reason or ""),
+        retry_after=_retry_after(error.headers),
     )
 
 
@@ -203,16 +265,49 @@ class LineClient:
         result, _response = self._call(self.messaging.push_message_with_http_info, request, x_line_retry_key=retry_key)
         return result
 
-    def message_content(self, message_id: str, *, max_bytes: int) -> Content:
-        """The content (image, file) of a message the resident sent, from the data host.
+    def multicast(self, to: list[str], messages: list[dict], retry_key: str) -> SendResult:
+        """The same messages to at most 500 users in one request (LINE counts one message per recipient)."""
+        request = MulticastRequest.from_dict({"to": to, "messages": messages})
+        result, _response = self._call(self.messaging.multicast_with_http_info, request, x_line_retry_key=retry_key)
+        return result
 
-        Streamed: never more than `max_bytes` + 1 bytes are read (see `read_capped`). The SDK's
-        get_message_content* cannot do this: even with `_preload_content=False` its call_api ends
-        with `response.data`, which reads the whole body. So the request goes through the SDK's
+    def quota(self) -> Quota:
+        """This month's limit and consumption (two calls; the first failure is the result)."""
+        result, limit = self._call(self.messaging.get_message_quota_with_http_info)
+        if not result.ok:
+            return Quota(result=result)
+        if limit.data.type != "limited":
+            return Quota(result=result)
+        result, consumption = self._call(self.messaging.get_message_quota_consumption_with_http_info)
+        if not result.ok:
+            return Quota(result=result)
+        return Quota(result=result, limit=int(limit.data.value or 0), used=int(consumption.data.total_usage))
+
+    def profile(self, user_id: str) -> Profile:
+        """The user's display name and picture URL (both may be empty: LINE omits what the user did not set)."""
+        result, response = self._call(self.messaging.get_profile_with_http_info, user_id)
+        if not result.ok:
+            return Profile(result=result)
+        data = response.data
+        return Profile(result=result, display_name=data.display_name or "", picture_url=data.picture_url or "")
+
+    def message_content(self, message_id: str, *, max_bytes: int) -> Content:
+        """The content (image, file) of a message the resident sent, from the data host."""
+        return self._blob_content(f"/v2/bot/message/{quote(str(message_id), safe='')}/content", max_bytes)
+
+    def rich_menu_image(self, rich_menu_id: str, *, max_bytes: int) -> Content:
+        """A rich menu's image, from the data host (the resident simulator shows it under the chat)."""
+        return self._blob_content(f"/v2/bot/richmenu/{quote(str(rich_menu_id), safe='')}/content", max_bytes)
+
+    def _blob_content(self, path: str, max_bytes: int) -> Content:
+        """GET from the data host, streamed: never more than `max_bytes` + 1 bytes are read (see `read_capped`).
+
+        The SDK's get_*_content calls cannot do this: even with `_preload_content=False` their call_api
+        ends with `response.data`, which reads the whole body. So the request goes through the SDK's
         REST layer (same pool, TLS, time-outs, headers and error mapping) and is read here.
         """
         client = self._blob_client
-        url = f"{client.configuration.host}/v2/bot/message/{quote(str(message_id), safe='')}/content"
+        url = f"{client.configuration.host}{path}"
         headers = {**client.default_headers, "Accept": "*/*"}
         try:
             response = client.request("GET", url, headers=headers, _preload_content=False, _request_timeout=_timeout())
@@ -233,3 +328,81 @@ class LineClient:
         declared = _content_length(response.headers)
         size = declared if declared is not None and declared > max_bytes else len(data)
         return Content(result=result, data=data, content_type=content_type, too_large=too_large, size=size)
+
+    def rich_menu_of_user(self, user_id: str) -> RichMenuId:
+        """The menu linked to this user; `result.status` 404: none (they see the default menu)."""
+        result, response = self._call(self.messaging.get_rich_menu_id_of_user_with_http_info, user_id)
+        return RichMenuId(result=result, rich_menu_id=response.data.rich_menu_id if result.ok else "")
+
+    def rich_menu_default(self) -> RichMenuId:
+        """The default menu; `result.status` 404: none is set."""
+        result, response = self._call(self.messaging.get_default_rich_menu_id_with_http_info)
+        return RichMenuId(result=result, rich_menu_id=response.data.rich_menu_id if result.ok else "")
+
+    def rich_menu(self, rich_menu_id: str) -> tuple[SendResult, dict]:
+        """The rich menu object as LINE keeps it (size, chatBarText, areas with their actions)."""
+        result, response = self._call(self.messaging.get_rich_menu_with_http_info, rich_menu_id)
+        return result, (response.data.to_dict() if result.ok else {})
+
+    def rich_menu_validate(self, menu: dict) -> SendResult:
+        result, _response = self._call(
+            self.messaging.validate_rich_menu_object_with_http_info, RichMenuRequest.from_dict(menu)
+        )
+        return result
+
+    def rich_menu_create(self, menu: dict) -> RichMenuId:
+        result, response = self._call(self.messaging.create_rich_menu_with_http_info, RichMenuRequest.from_dict(menu))
+        return RichMenuId(result=result, rich_menu_id=response.data.rich_menu_id if result.ok else "")
+
+    def rich_menu_image_set(self, rich_menu_id: str, data: bytes, content_type: str) -> SendResult:
+        """Upload the menu's image (JPEG or PNG, at most 1 MB) to the data host; LINE accepts it once per menu."""
+        result, _response = self._call(
+            self.blob.set_rich_menu_image_with_http_info,
+            rich_menu_id,
+            bytes(data),
+            _headers={"Content-Type": content_type},
+        )
+        return result
+
+    def rich_menu_delete(self, rich_menu_id: str) -> SendResult:
+        result, _response = self._call(self.messaging.delete_rich_menu_with_http_info, rich_menu_id)
+        return result
+
+    def rich_menu_alias(self, alias_id: str) -> RichMenuId:
+        """The rich menu the alias points at; `result.status` 404: no such alias."""
+        result, response = self._call(self.messaging.get_rich_menu_alias_with_http_info, alias_id)
+        return RichMenuId(result=result, rich_menu_id=response.data.rich_menu_id if result.ok else "")
+
+    def rich_menu_alias_create(self, alias_id: str, rich_menu_id: str) -> SendResult:
+        request = CreateRichMenuAliasRequest(rich_menu_alias_id=alias_id, rich_menu_id=rich_menu_id)
+        result, _response = self._call(self.messaging.create_rich_menu_alias_with_http_info, request)
+        return result
+
+    def rich_menu_alias_update(self, alias_id: str, rich_menu_id: str) -> SendResult:
+        request = UpdateRichMenuAliasRequest(rich_menu_id=rich_menu_id)
+        result, _response = self._call(self.messaging.update_rich_menu_alias_with_http_info, alias_id, request)
+        return result
+
+    def rich_menu_alias_delete(self, alias_id: str) -> SendResult:
+        result, _response = self._call(self.messaging.delete_rich_menu_alias_with_http_info, alias_id)
+        return result
+
+    def rich_menu_default_set(self, rich_menu_id: str) -> SendResult:
+        result, _response = self._call(self.messaging.set_default_rich_menu_with_http_info, rich_menu_id)
+        return result
+
+    def rich_menu_default_cancel(self) -> SendResult:
+        result, _response = self._call(self.messaging.cancel_default_rich_menu_with_http_info)
+        return result
+
+    def rich_menu_link_users(self, rich_menu_id: str, user_ids: list[str]) -> SendResult:
+        """Show this menu to at most 500 users (it replaces the default menu for them)."""
+        request = RichMenuBulkLinkRequest(rich_menu_id=rich_menu_id, user_ids=list(user_ids))
+        result, _response = self._call(self.messaging.link_rich_menu_id_to_users_with_http_info, request)
+        return result
+
+    def rich_menu_unlink_users(self, user_ids: list[str]) -> SendResult:
+        """Back to the default menu for at most 500 users."""
+        request = RichMenuBulkUnlinkRequest(user_ids=list(user_ids))
+        result, _response = self._call(self.messaging.unlink_rich_menu_id_from_users_with_http_info, request)
+        return result

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from messaging.line import postback
+from messaging.line import postback, postback_routes
 from procedures.engine.types import Event
 
 MAX_TEXT_LENGTH = 5000  # LINE text messages hold at most 5000 characters
@@ -31,6 +31,7 @@ CONTENT = "content"  # fetch the message content first, then an image Event
 FOLLOW = "follow"
 UNFOLLOW = "unfollow"
 IGNORE = "ignore"  # mark ignored with `reason`; nothing else happens
+ROUTED = "routed"  # a postback for another feature (postback_routes): `postback_data`, `postback_params`
 
 # What the engine is told when a postback's data was not signed by this channel (a rich-menu
 # postback set up in LINE's console, a button from before a SECRET_KEY rotation, forged data).
@@ -49,6 +50,8 @@ class Parsed:
     declared_type: str = ""  # CONTENT: the type known before fetching (from a file name)
     declared_size: int | None = None  # CONTENT: the size LINE declared (file messages)
     is_unblocked: bool = False
+    postback_data: str = ""  # ROUTED
+    postback_params: dict | None = None  # ROUTED
 
 
 # --------------------------------------------------------------------------
@@ -281,6 +284,9 @@ def parse_event(event: dict) -> Parsed:
         return _message(event, reply_token)
     if event_type == "postback" and isinstance(event.get("postback"), dict):
         data = event["postback"]
+        if postback_routes.prefix_of(data.get("data")):
+            params = data.get("params") if isinstance(data.get("params"), dict) else None
+            return Parsed(ROUTED, reply_token=reply_token, postback_data=data["data"], postback_params=params)
         try:
             engine_event = postback.decode(data.get("data"), data.get("params"))
         except postback.InvalidPostback:

@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from messaging import services
+from messaging.line import retry
 from messaging.line.client import LineClient
 from messaging.models import InboxEvent, OutboxMessage
 from messaging.tests.test_webhook import (  # noqa: F401 (autouse fixtures)
@@ -148,10 +149,10 @@ def test_429_backs_off_and_retries_with_same_key(fake_line):
 
 
 def test_back_off_grows_and_has_jitter():
-    delays = [services._backoff(attempt, 5).total_seconds() for attempt in (1, 2, 3, 4)]
+    delays = [retry.backoff(attempt, 5).total_seconds() for attempt in (1, 2, 3, 4)]
     assert 2.5 <= delays[0] <= 7.5 and 20 <= delays[3] <= 60
-    assert len({services._backoff(3, 5) for _ in range(20)}) > 1
-    assert services._backoff(50, 5).total_seconds() <= services.OUTBOX_BACKOFF_MAX_SECONDS * 1.5
+    assert len({retry.backoff(3, 5) for _ in range(20)}) > 1
+    assert retry.backoff(50, 5).total_seconds() <= retry.BACKOFF_MAX_SECONDS * 1.5
 
 
 def test_500_retries_then_succeeds(fake_line):

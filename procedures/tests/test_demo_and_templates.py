@@ -25,6 +25,7 @@ from procedures.models import (
 )
 from procedures.spec import SPEC_FORMAT, SPEC_FORMAT_VERSION, STEP_KINDS, parse_spec, validate_spec
 from procedures.tests.engine_fixtures import Conversation, catalog_of
+from residents.models import Attribute, Category
 from staff.models import Department
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "templates"
@@ -35,7 +36,7 @@ LIBRARY_FILES = sorted(TEMPLATES_DIR.glob("*.json"))
 def row_counts() -> dict[str, int]:
     return {
         model.__name__: model.objects.count()
-        for model in (Procedure, ProcedureVersion, Step, StepChoice, ComputedValue, Department)
+        for model in (Procedure, ProcedureVersion, Step, StepChoice, ComputedValue, Department, Category, Attribute)
     }
 
 
@@ -81,11 +82,11 @@ def test_library_holds_the_two_demo_templates():
 
 
 @pytest.mark.django_db
-def test_load_demo_creates_two_published_procedures():
+def test_load_demo_creates_the_published_demo_procedures():
     results = load_demo()
-    assert [result.receipt_prefix for result in results] == ["JUMIN", "SODAI"]
+    assert [result.receipt_prefix for result in results] == ["JUMIN", "SODAI", "JUSHIN"]
     assert all(result.created for result in results)
-    assert Procedure.objects.count() == 2
+    assert Procedure.objects.count() == 3
     departments = dict(Department.objects.values_list("code", "name"))
     assert departments == {"shimin": "市民課", "kankyo": "環境衛生課"}
 
@@ -169,7 +170,7 @@ def test_load_demo_keeps_an_existing_procedure_with_a_demo_prefix():
     Department.objects.create(code="shimin", name="市民課")
     own = Procedure.objects.create(name="自前の住民票請求", receipt_prefix="JUMIN")
     results = load_demo()
-    assert [r.created for r in results] == [False, True]
+    assert [r.created for r in results] == [False, True, True]
     own.refresh_from_db()
     assert own.name == "自前の住民票請求" and own.current_version is None
     assert Department.objects.count() == 2

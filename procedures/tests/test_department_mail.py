@@ -239,3 +239,34 @@ def test_a_failed_digest_is_sent_on_the_retry_and_the_others_only_once(digest_wo
 def test_the_digest_is_scheduled_daily():
     schedule = Schedule.objects.get(func="procedures.tasks.send_department_digests")
     assert schedule.schedule_type == Schedule.DAILY and schedule.repeats == -1
+
+
+def test_a_procedure_nobody_reviews_neither_waits_in_the_inbox_nor_mails(
+    department, queued, django_capture_on_commit_callbacks
+):
+    version = published_version(department=department)
+    version.procedure.needs_staff_review = False
+    version.procedure.save()
+    reviewed = published_version(department=department)
+    with django_capture_on_commit_callbacks(execute=True):
+        quiet = _submit_on_line(version).applications[0]
+        waiting = _submit_on_line(reviewed, line_user_id="U" + "c" * 32).applications[0]
+    assert (quiet.needs_action, waiting.needs_action) == (False, True)
+    assert queued == [("procedures.tasks.send_application_mail", (waiting.pk,))]
+
+
+@time_machine.travel(dt.datetime(2026, 12, 2, 7, 0, tzinfo=JST), tick=False)
+def test_the_digest_leaves_out_procedures_nobody_reviews_and_campaign_answers(digest_world):
+    daily, _other, made = digest_world
+    records = published_version(name="受信設定", department=daily)
+    records.procedure.needs_staff_review = False
+    records.procedure.save()
+    ApplicationFactory(version=records, submitted_at=_at(1, 10))
+    campaign_yes = ApplicationFactory(version=made["inu"].version, submitted_at=_at(1, 11))
+    Application.objects.filter(pk=campaign_yes.pk).update(channel=Application.Channel.CAMPAIGN)
+
+    tasks.send_department_digests()
+
+    body = next(message.body for message in mail.outbox if message.to == ["kankyo@city.example.jp"])
+    assert "受信設定" not in body and campaign_yes.receipt_number not in body
+    assert "■ 犬の登録：1件" in body

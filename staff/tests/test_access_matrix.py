@@ -102,7 +102,7 @@ ALLOWED: dict[str, set[str]] = {
     "resident.changelist.shows_other_department": CITY_READERS,
     "resident.change_page.own": A_GRANTED_READERS,
     "resident.change_page.other_department": CITY_READERS,
-    "resident.change_post.other_department": ADMINS,
+    "resident.change_post.other_department": NOBODY,
     "resident.delete.other_department": ADMINS,
     # audit log
     "audit.changelist.shows_own_department": ADMINS | {"auditor", "auditor_citywide"},

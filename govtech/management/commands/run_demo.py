@@ -27,6 +27,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command, get_commands
 from django.core.management.base import BaseCommand, CommandError
+from django_q.tasks import async_task
 
 from govtech.demo import (
     OPERATOR_LINE_VARIABLES,
@@ -235,6 +236,8 @@ class Command(BaseCommand):
                     self._spawn("fake LINE", ["fakeline", "--port", str(line.fake_port)], line.environment)
                 )
                 self._wait_for_ports(children, [line.fake_port, line.fake_port + 1], stopping)
+                # A fresh fake LINE has no rich menus: the cluster deploys the city's menus to it.
+                async_task("broadcasts.richmenu.tasks.rich_menus_deploy_all_task")
             if not stopping and not _exited(children):
                 children.append(self._spawn("task cluster", ["qcluster"], line.environment))
             if not stopping and not _exited(children):

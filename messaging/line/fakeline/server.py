@@ -103,6 +103,7 @@ class FakeLinePlatform:
             "getMessageContentPreview": self._content,
             "getMessageContentTranscodingByMessageId": self._content_transcoding,
             "createRichMenu": self._create_rich_menu,
+            "validateRichMenuObject": self._validate_rich_menu,
             "getRichMenu": self._get_rich_menu,
             "deleteRichMenu": self._delete_rich_menu,
             "getRichMenuList": self._rich_menu_list,
@@ -341,7 +342,18 @@ class FakeLinePlatform:
             raise RequestRejected(Response(400, {"message": "must upload richmenu image before applying it to user"}))
         return menu
 
+    def _rich_menu_object_checked(self, call: Call) -> None:
+        details = rich_menu_object_errors(call.body)
+        if details:
+            message = f"The request body has {len(details)} error(s)"
+            raise RequestRejected(_error(400, message, details), invalid=True, details=details)
+
+    def _validate_rich_menu(self, call: Call, op: Operation) -> Response:
+        self._rich_menu_object_checked(call)
+        return Response(200, {})
+
     def _create_rich_menu(self, call: Call, op: Operation) -> Response:
+        self._rich_menu_object_checked(call)
         rich_menu_id = "richmenu-" + self.state.new_token()
         self.state.rich_menus[rich_menu_id] = {"richMenuId": rich_menu_id, **call.body}
         return Response(200, {"richMenuId": rich_menu_id})
@@ -464,6 +476,22 @@ class FakeLinePlatform:
 
 def _accepted(call: Call, op: Operation, sent: list[dict[str, str]]) -> AcceptedRetry:
     return AcceptedRetry(request_id=call.request_id, operation_id=op.operation_id, sent_messages=list(sent))
+
+
+def rich_menu_object_errors(menu: dict[str, Any]) -> list[ErrorDetail]:
+    """LINE's rules for a rich menu object beyond the schema (API reference, "Rich menu object"): the size
+    (width 800–2500 px, height ≥ 250 px, width/height ≥ 1.45), areas inside it, action labels ≤ 20 characters."""
+    details: list[ErrorDetail] = []
+    width, height = menu["size"]["width"], menu["size"]["height"]
+    if not 800 <= width <= 2500 or height < 250 or width / height < 1.45:
+        details.append(ErrorDetail("must be specified valid size", "size"))
+    for index, area in enumerate(menu["areas"]):
+        bounds = area["bounds"]
+        if bounds["x"] + bounds["width"] > width or bounds["y"] + bounds["height"] > height:
+            details.append(ErrorDetail("must be inside the rich menu size", f"areas[{index}].bounds"))
+        if len(area["action"].get("label") or "") > 20:
+            details.append(ErrorDetail("Length must be between 0 and 20", f"areas[{index}].action.label"))
+    return details
 
 
 def rich_menu_image_errors(data: bytes, content_type: str, size: dict[str, Any]) -> list[ErrorDetail]:

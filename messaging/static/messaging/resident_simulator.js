@@ -546,6 +546,9 @@
         if (last) {
           lastActivity = Date.now();
           showQuickReplies(last);
+          if (!richMenuAlias) {
+            loadRichMenu(""); // what was said may have changed the resident's menu (e.g. 受信設定)
+          }
         }
         save();
         serverPending = (data.pending.inbox || 0) + (data.pending.outbox || 0);
@@ -631,6 +634,69 @@
     fileInput.click();
   }
 
+  var richMenu = document.getElementById("rsim-richmenu");
+  var richMenuBar = document.getElementById("rsim-richmenu-bar");
+  var richMenuBody = document.getElementById("rsim-richmenu-body");
+  var richMenuShown = "";
+  var richMenuAlias = ""; // a tab the resident switched to: kept until they switch again
+
+  function drawRichMenu(menu) {
+    if (!menu || !menu.size || !menu.size.width || !menu.size.height) {
+      richMenu.hidden = true;
+      richMenuShown = "";
+      return;
+    }
+    var opening = richMenuShown !== menu.id;
+    richMenuShown = menu.id;
+    richMenu.hidden = false;
+    richMenuBar.textContent = (menu.chatBarText || "メニュー") + " ▾";
+    richMenuBody.textContent = "";
+    var picture = el("img");
+    picture.src = menu.image_url;
+    picture.alt = menu.chatBarText || "リッチメニュー";
+    richMenuBody.appendChild(picture);
+    (menu.areas || []).forEach(function (area) {
+      var bounds = area.bounds || {};
+      var action = area.action || {};
+      var button = el("button", "rsim-richmenu-area");
+      button.type = "button";
+      button.title = action.label || action.displayText || action.text || action.uri || "";
+      button.setAttribute("aria-label", button.title || "タイル");
+      button.style.left = (100 * bounds.x / menu.size.width) + "%";
+      button.style.top = (100 * bounds.y / menu.size.height) + "%";
+      button.style.width = (100 * bounds.width / menu.size.width) + "%";
+      button.style.height = (100 * bounds.height / menu.size.height) + "%";
+      button.addEventListener("click", function () {
+        runAction(action);
+      });
+      richMenuBody.appendChild(button);
+    });
+    if (opening) {
+      richMenuBody.hidden = !menu.selected;
+      richMenuBar.setAttribute("aria-expanded", String(!richMenuBody.hidden));
+    }
+  }
+
+  function loadRichMenu(alias) {
+    if (!config.available || !config.urls.richmenu) {
+      return;
+    }
+    richMenuAlias = alias || "";
+    var url = config.urls.richmenu + (alias ? "?alias=" + encodeURIComponent(alias) : "");
+    call("GET", url)
+      .then(function (data) {
+        drawRichMenu(data.menu);
+      })
+      .catch(function () {
+        /* no menu: the chat works without it */
+      });
+  }
+
+  richMenuBar.addEventListener("click", function () {
+    richMenuBody.hidden = !richMenuBody.hidden;
+    richMenuBar.setAttribute("aria-expanded", String(!richMenuBody.hidden));
+  });
+
   function runAction(action) {
     if (!action || typeof action !== "object") {
       return;
@@ -655,6 +721,11 @@
         break;
       case "location":
         openLocation();
+        break;
+      case "richmenuswitch":
+        // LINE shows the tab behind the alias, then sends the postback with the switch's outcome.
+        loadRichMenu(action.richMenuAliasId);
+        send({ type: "postback", data: action.data, params: { newRichMenuAliasId: action.richMenuAliasId, status: "SUCCESS" } }, null);
         break;
       case "uri":
         if (/^(https?:|tel:|mailto:)/i.test(action.uri || "")) {
@@ -831,5 +902,8 @@
   }
   restore();
   redraw();
-  follow(true).then(poll);
+  follow(true).then(function () {
+    loadRichMenu("");
+    poll();
+  });
 })();

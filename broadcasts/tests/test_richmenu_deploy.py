@@ -1,0 +1,256 @@
+"""Deploying rich menus to LINE (the fake LINE API validates every request against LINE's spec)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+
+from audit import actions as audit_actions
+from audit.models import AuditEntry
+from broadcasts.richmenu import deploy, line_json, linking, taps
+from broadcasts.richmenu.models import RichMenu, RichMenuArea, RichMenuDeployment, RichMenuLink
+from broadcasts.tests.richmenu_fixtures import (
+    followers_create,
+    menu_create,
+    menus_shown,
+    richmenu_settings,  # noqa: F401 (fixture)
+    segment_of,
+)
+from messaging.line.client import LineClient
+from messaging.line.fakeline.validation import HOST_DATA
+from procedures.tests.factories import ProcedureFactory, StaffUserFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("richmenu_settings")]
+
+NOW = datetime(2031, 4, 1, 9, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
+
+
+@pytest.fixture(autouse=True)
+def clock():
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def no_queue(monkeypatch):
+    """Tasks the services enqueue are recorded; tests run them themselves."""
+    queued: list[tuple] = []
+    monkeypatch.setattr(linking, "async_task", lambda func, *args: queued.append((func, *args)))
+    return queued
+
+
+@pytest.fixture
+def staff():
+    return StaffUserFactory()
+
+
+def deployed(menu: RichMenu, staff) -> RichMenuDeployment:
+    deployment = deploy.rich_menu_deploy(menu_id=menu.pk, actor=staff, now=NOW)
+    assert deployment.status == RichMenuDeployment.Status.SUCCEEDED, deployment.error
+    menu.refresh_from_db()
+    return deployment
+
+
+def test_every_tile_action_becomes_a_countable_action_line_accepts(fake_line):
+    tab = menu_create(role=RichMenu.Role.TAB, alias_id="tab-events")
+    menu = menu_create(tiles=6)
+    procedure = ProcedureFactory(name="粗大ごみの申込み")
+    kinds = RichMenuArea.ActionType
+    settings_by_position = [
+        {"action_type": kinds.PROCEDURE, "procedure": procedure, "text": ""},
+        {"action_type": kinds.MESSAGE, "text": "ごみの日"},
+        {"action_type": kinds.POSTBACK, "text": "help"},
+        {"action_type": kinds.DATETIME_PICKER, "text": "予約", "datetime_mode": "date"},
+        {"action_type": kinds.SWITCH, "switch_to": tab, "text": ""},
+        {"action_type": kinds.URI, "uri": "https://www.city.example.jp/gomi", "text": ""},
+    ]
+    for area, fields in zip(menu.areas.order_by("position"), settings_by_position, strict=True):
+        RichMenuArea.objects.filter(pk=area.pk).update(**fields)
+    areas = list(menu.areas.order_by("position"))
+
+    menu_json = line_json.rich_menu_object(menu)
+    with LineClient() as line:
+        assert line.rich_menu_validate(menu_json).ok
+
+    actions = [area["action"] for area in menu_json["areas"]]
+    assert [action["type"] for action in actions] == [
+        "postback",
+        "postback",
+        "postback",
+        "datetimepicker",
+        "richmenuswitch",
+        "uri",
+    ]
+    assert actions[0]["displayText"] == "粗大ごみの申込み"
+    assert actions[1]["displayText"] == "ごみの日"  # the chat shows the keyword
+    assert "displayText" not in actions[2]
+    assert actions[3]["mode"] == "date"
+    assert actions[4]["richMenuAliasId"] == "tab-events"
+    assert actions[5]["uri"] == taps.tracking_url(areas[5])  # the redirect counts, then opens the page
+    assert actions[5]["uri"].startswith("https://city.example.jp/") and str(areas[5].pk) in actions[5]["uri"]
+    for action, area in zip(actions[:5], areas[:5], strict=True):
+        assert taps.area_id_from(action["data"]) == area.pk  # every tap is counted by the tap routing
+    assert menu_json["size"] == {"width": 2500, "height": 843}
+    assert menu_json["chatBarText"] == menu.chat_bar_text
+
+
+def test_a_switch_to_a_menu_without_alias_is_explained():
+    target = menu_create(role=RichMenu.Role.TAB, name="イベント")
+    menu = menu_create()
+    RichMenuArea.objects.filter(menu=menu, position=0).update(
+        action_type=RichMenuArea.ActionType.SWITCH, switch_to=target
+    )
+    with pytest.raises(line_json.RichMenuJsonError) as raised:
+        line_json.rich_menu_object(menu)
+    assert "「タイル1」の切り替え先" in raised.value.problems[0]
+
+
+def test_first_deploy_creates_the_menu_uploads_the_image_on_the_data_host_and_sets_alias_and_default(fake_line, staff):
+    menu = menu_create(alias_id="main")
+    deployment = deployed(menu, staff)
+
+    new_id = menu.line_rich_menu_id
+    assert new_id in fake_line.rich_menus
+    assert deployment.line_rich_menu_id == new_id and deployment.replaced_line_rich_menu_id == ""
+    upload = fake_line.last_call(operation_id="setRichMenuImage")
+    assert upload.host == HOST_DATA and upload.path_params["richMenuId"] == new_id
+    assert fake_line.rich_menu_image(new_id)[1] == "image/png"
+    assert fake_line.rich_menu_aliases == {"main": new_id}
+    assert fake_line.default_rich_menu_id == new_id
+    assert (menu.deployed_at, menu.changed_since_deploy) == (NOW, False)
+    assert [call.operation_id for call in fake_line.calls()] == [
+        "validateRichMenuObject",
+        "createRichMenu",
+        "setRichMenuImage",
+        "getRichMenuAlias",
+        "createRichMenuAlias",
+        "setDefaultRichMenu",
+    ]
+    entry = AuditEntry.objects.get(action=audit_actions.RICH_MENU_DEPLOY)
+    assert entry.actor == staff and entry.object_id == str(menu.pk)
+    assert entry.details["status"] == "succeeded"
+
+
+def test_redeploying_moves_linked_residents_and_the_alias_before_deleting_the_old_menu(fake_line, staff):
+    default = menu_create(name="標準")
+    deployed(default, staff)
+    in_segment, others = followers_create(2), followers_create(2, start=10)
+    segment_menu = menu_create(role=RichMenu.Role.SEGMENT, segment=segment_of(in_segment, "kosodate"), alias_id="kids")
+    deployed(segment_menu, staff)
+    linking.rich_menu_links_reconcile(now=NOW)
+    old_id = segment_menu.line_rich_menu_id
+    assert {fake_line.rich_menu_of(u.line_user_id) for u in in_segment} == {old_id}
+    start = len(fake_line.calls())
+
+    RichMenuArea.objects.filter(menu=segment_menu, position=0).update(label="子育て相談")
+    RichMenu.objects.filter(pk=segment_menu.pk).update(changed_since_deploy=True)
+    deployment = deployed(segment_menu, staff)
+
+    new_id = segment_menu.line_rich_menu_id
+    assert new_id != old_id and deployment.replaced_line_rich_menu_id == old_id
+    assert old_id not in fake_line.rich_menus
+    assert fake_line.rich_menu_aliases["kids"] == new_id
+    assert {fake_line.rich_menu_of(u.line_user_id) for u in in_segment} == {new_id}
+    assert set(RichMenuLink.objects.values_list("line_rich_menu_id", flat=True)) == {new_id}
+    assert fake_line.default_rich_menu_id == default.line_rich_menu_id  # a segment menu is never the default
+    steps = [call.operation_id for call in fake_line.calls()[start:]]
+    assert steps.index("updateRichMenuAlias") < steps.index("linkRichMenuIdToUsers") < steps.index("deleteRichMenu")
+    everyone = [u.line_user_id for u in in_segment + others]
+    for index, operation, shown in menus_shown(fake_line, everyone):
+        if index >= start:
+            assert None not in shown.values(), (operation, shown)
+            assert {shown[u.line_user_id] for u in in_segment} <= {old_id, new_id}, operation
+            assert {shown[u.line_user_id] for u in others} == {default.line_rich_menu_id}, operation
+
+
+@pytest.mark.parametrize(
+    ("path_prefix", "status", "message", "step"),
+    [
+        ("/v2/bot/richmenu/validate", 400, "must be specified valid size", "LINE での確認"),
+        ("/v2/bot/richmenu/richmenu-", 500, "Internal server error", "画像のアップロード"),
+    ],
+)
+def test_a_failed_redeploy_keeps_the_old_menu_records_lines_message_and_deletes_the_new_one(
+    fake_line, staff, path_prefix, status, message, step
+):
+    menu = menu_create(alias_id="main")
+    deployed(menu, staff)
+    old_id = menu.line_rich_menu_id
+    fake_line.fail_next(status, path_prefix=path_prefix, body={"message": message})
+
+    deployment = deploy.rich_menu_deploy(menu_id=menu.pk, actor=staff, now=NOW)
+
+    menu.refresh_from_db()
+    assert deployment.status == RichMenuDeployment.Status.FAILED
+    assert step in deployment.error and message in deployment.error and str(status) in deployment.error
+    assert menu.line_rich_menu_id == old_id
+    assert list(fake_line.rich_menus) == [old_id]  # the half-made menu is gone, the old one untouched
+    assert fake_line.default_rich_menu_id == old_id
+    assert fake_line.rich_menu_aliases == {"main": old_id}
+    assert AuditEntry.objects.filter(action=audit_actions.RICH_MENU_DEPLOY, details__status="failed").exists()
+
+
+def test_a_refused_relink_puts_the_alias_back_and_removes_the_new_menu(fake_line, staff):
+    deployed(menu_create(name="標準"), staff)
+    members = followers_create(2)
+    segment_menu = menu_create(role=RichMenu.Role.SEGMENT, segment=segment_of(members, "kosodate"), alias_id="kids")
+    deployed(segment_menu, staff)
+    linking.rich_menu_links_reconcile(now=NOW)
+    old_id = segment_menu.line_rich_menu_id
+    fake_line.fail_next(503, path_prefix="/v2/bot/richmenu/bulk/link", body={"message": "Service unavailable"})
+
+    deployment = deploy.rich_menu_deploy(menu_id=segment_menu.pk, actor=staff, now=NOW)
+
+    assert deployment.status == RichMenuDeployment.Status.FAILED
+    assert "住民のメニューの付け替え" in deployment.error and "Service unavailable" in deployment.error
+    assert fake_line.rich_menu_aliases["kids"] == old_id
+    assert deployment.line_rich_menu_id not in fake_line.rich_menus
+    assert {fake_line.rich_menu_of(u.line_user_id) for u in members} == {old_id}
+
+
+def test_a_menu_with_problems_fails_before_calling_line(fake_line, staff):
+    menu = menu_create(with_image=False)
+    deployment = deploy.rich_menu_deploy(menu_id=menu.pk, actor=staff, now=NOW)
+    assert deployment.status == RichMenuDeployment.Status.FAILED
+    assert "内容の確認" in deployment.error and "画像がありません" in deployment.error
+    assert fake_line.calls() == []
+
+
+def test_a_menu_being_deployed_is_not_deployed_twice_at_once(fake_line, staff):
+    menu = menu_create()
+    RichMenuDeployment.objects.create(menu=menu, started_at=NOW)
+    with pytest.raises(deploy.RichMenuDeployBusy):
+        deploy.rich_menu_deploy(menu_id=menu.pk, actor=staff, now=NOW)
+    assert fake_line.calls() == []
+
+
+def test_three_tabs_switching_by_alias_deploy_end_to_end(fake_line, staff):
+    home = menu_create(name="ホーム", alias_id="tab-home", tiles=3)
+    life = menu_create(role=RichMenu.Role.TAB, name="くらし", alias_id="tab-life", tiles=3)
+    events = menu_create(role=RichMenu.Role.TAB, name="イベント", alias_id="tab-events", tiles=3)
+    tabs = [home, life, events]
+    for menu in tabs:
+        for position, target in enumerate(tabs):
+            RichMenuArea.objects.filter(menu=menu, position=position).update(
+                action_type=RichMenuArea.ActionType.SWITCH, switch_to=target, text=""
+            )
+
+    deployed(home, staff)
+
+    for menu in tabs:
+        menu.refresh_from_db()
+        assert menu.line_rich_menu_id in fake_line.rich_menus
+        assert fake_line.rich_menu_aliases[menu.alias_id] == menu.line_rich_menu_id
+    created = [call.response["richMenuId"] for call in fake_line.calls(operation_id="createRichMenu")]
+    assert created[-1] == home.line_rich_menu_id  # the tabs it switches to went first
+    assert fake_line.default_rich_menu_id == home.line_rich_menu_id
+    for rich_menu in fake_line.rich_menus.values():
+        switches = [area["action"]["richMenuAliasId"] for area in rich_menu["areas"]]
+        assert set(switches) <= set(fake_line.rich_menu_aliases)
+    assert RichMenuDeployment.objects.filter(status=RichMenuDeployment.Status.SUCCEEDED).count() == 3
+
+    deployed(home, staff)  # unchanged tabs are not deployed again
+    assert RichMenuDeployment.objects.count() == 4

@@ -1,0 +1,265 @@
+"""Submitting, approving and cancelling broadcasts, and turning due occurrences into runs."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, datetime, timedelta
+
+import pytest
+from django.db import connection
+
+from audit import actions
+from audit.models import AuditEntry
+from broadcasts import services
+from broadcasts.models import Broadcast, BroadcastRun
+from broadcasts.schedule import TOKYO
+from broadcasts.tests.composing import member
+from procedures.tests.factories import DepartmentFactory
+from residents.models import Category, Segment
+
+NOW = datetime(2026, 12, 20, 9, 0, tzinfo=TOKYO)  # a Sunday
+TEXT = [{"kind": "text", "text": "年末のごみ収集のお知らせ"}]
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    calls = []
+    monkeypatch.setattr(services, "async_task", lambda func, *args: calls.append((func, *args)))
+    return calls
+
+
+@pytest.fixture
+def env(db):
+    department = DepartmentFactory(name="環境課", code="env")
+    other = DepartmentFactory(name="福祉課", code="welfare")
+    author, _ = member("author", department)
+    colleague, _ = member("colleague", department)
+    outsider, _ = member("outsider", other)
+    return {"department": department, "other": other, "author": author, "colleague": colleague, "outsider": outsider}
+
+
+def draft(env, **fields) -> Broadcast:
+    values = {"title": "年末のお知らせ", "department": env["department"], "messages": TEXT, "created_by": env["author"]}
+    return Broadcast.objects.create(**{**values, **fields})
+
+
+def test_submit_without_approval_schedules_at_the_send_time_and_is_audited(env):
+    broadcast = draft(env, send_at=NOW + timedelta(hours=3))
+
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+
+    broadcast.refresh_from_db()
+    assert (broadcast.status, broadcast.next_run_at) == ("scheduled", NOW + timedelta(hours=3))
+    entry = AuditEntry.objects.get(action=actions.BROADCAST_SUBMIT)
+    assert (entry.actor, entry.department_id, entry.object_id) == (
+        env["author"],
+        env["department"].pk,
+        str(broadcast.pk),
+    )
+
+
+def test_submit_lists_every_problem_and_changes_nothing(env):
+    broadcast = draft(env, messages=[], audience="segment", recurrence="weekly", send_at=None)
+
+    with pytest.raises(services.BroadcastRefused) as refused:
+        services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+
+    assert refused.value.messages == [
+        "メッセージを1つ以上作ってください。",
+        "配信先のセグメントを選んでください。",
+        "繰り返す配信は、最初の配信日時を入力してください。",
+        "毎週の配信は、曜日を選んでください。",
+    ]
+    broadcast.refresh_from_db()
+    assert broadcast.status == "draft" and not AuditEntry.objects.filter(action=actions.BROADCAST_SUBMIT).exists()
+
+
+def test_another_departments_segment_cannot_be_the_audience(env):
+    theirs = Segment.objects.create(name="福祉課の対象", department=env["other"])
+    city_wide = Segment.objects.create(name="全庁", department=None)
+    broadcast = draft(env, audience="segment", segment=theirs)
+
+    with pytest.raises(services.BroadcastRefused) as refused:
+        services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+    assert refused.value.messages == ["このセグメントには配信できません（ほかの部署のセグメントです）。"]
+
+    Broadcast.objects.filter(pk=broadcast.pk).update(segment=city_wide)
+    assert services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW).status == "scheduled"
+
+
+def test_category_audience_needs_a_category(env):
+    broadcast = draft(env, audience="category")
+    with pytest.raises(services.BroadcastRefused):
+        services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+    Broadcast.objects.filter(pk=broadcast.pk).update(category=Category.objects.create(key="bousai", name="防災"))
+    assert services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW).status == "scheduled"
+
+
+def test_the_creator_cannot_approve_their_own_broadcast(env):
+    broadcast = draft(env, requires_approval=True)
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+
+    with pytest.raises(services.BroadcastRefused) as refused:
+        services.broadcast_approve(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+
+    assert refused.value.messages == ["自分で作成した一斉配信は承認できません。ほかの職員に承認を依頼してください。"]
+    broadcast.refresh_from_db()
+    assert (broadcast.status, broadcast.next_run_at) == ("awaiting_approval", None)
+
+
+def test_a_second_staff_member_approves_and_it_is_audited(env):
+    broadcast = draft(env, requires_approval=True)
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+
+    services.broadcast_approve(broadcast_id=broadcast.pk, user=env["colleague"], now=NOW + timedelta(minutes=30))
+
+    broadcast.refresh_from_db()
+    assert broadcast.status == "scheduled" and broadcast.approved_by == env["colleague"]
+    assert broadcast.next_run_at == NOW + timedelta(minutes=30)  # "send now", approved half an hour later
+    assert AuditEntry.objects.filter(action=actions.BROADCAST_APPROVE, actor=env["colleague"]).count() == 1
+
+
+def test_staff_of_another_department_cannot_approve(env):
+    broadcast = draft(env, requires_approval=True)
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+
+    with pytest.raises(services.BroadcastRefused):
+        services.broadcast_approve(broadcast_id=broadcast.pk, user=env["outsider"], now=NOW)
+    assert Broadcast.objects.get(pk=broadcast.pk).status == "awaiting_approval"
+
+
+def test_cancelling_a_repeating_broadcast_stops_future_occurrences_and_unstarted_runs(env, queued):
+    broadcast = draft(env, send_at=NOW + timedelta(minutes=1), recurrence="daily")
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+    [run_id] = services.broadcast_runs_due(now=NOW + timedelta(minutes=2))
+
+    services.broadcast_cancel(broadcast_id=broadcast.pk, user=env["colleague"])
+
+    broadcast.refresh_from_db()
+    assert (broadcast.status, broadcast.next_run_at) == ("cancelled", None)
+    assert BroadcastRun.objects.get(pk=run_id).status == "cancelled"
+    assert services.broadcast_runs_due(now=NOW + timedelta(days=3)) == []
+    entry = AuditEntry.objects.get(action=actions.BROADCAST_CANCEL)
+    assert entry.details == {"previous_status": "scheduled", "cancelled_runs": 1}
+
+
+def test_a_sent_broadcast_cannot_be_cancelled(env, queued):
+    broadcast = draft(env)
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+    services.broadcast_runs_due(now=NOW)
+    assert Broadcast.objects.get(pk=broadcast.pk).status == "sending"
+
+    with pytest.raises(services.BroadcastRefused):
+        services.broadcast_cancel(broadcast_id=broadcast.pk, user=env["author"])
+
+
+def test_due_occurrence_becomes_one_run_with_frozen_messages_handed_to_the_preparing_task(
+    env, queued, django_capture_on_commit_callbacks
+):
+    broadcast = draft(env, send_at=NOW + timedelta(minutes=5))
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+    assert services.broadcast_runs_due(now=NOW) == []  # not yet
+
+    with django_capture_on_commit_callbacks(execute=True):
+        created = services.broadcast_runs_due(now=NOW + timedelta(minutes=5))
+
+    run = BroadcastRun.objects.get()
+    assert created == [run.pk] and run.scheduled_for == NOW + timedelta(minutes=5)
+    assert run.line_messages == [{"type": "text", "text": "年末のごみ収集のお知らせ"}]
+    assert queued == [("broadcasts.tasks.broadcast_run_prepare_task", run.pk)]
+    broadcast.refresh_from_db()
+    assert (broadcast.status, broadcast.next_run_at) == ("sending", None)
+    assert services.broadcast_runs_due(now=NOW + timedelta(minutes=6)) == []  # a second tick: nothing new
+
+
+def test_weekly_broadcast_moves_to_its_next_tuesday_skipping_the_new_year(env, queued):
+    broadcast = draft(
+        env,
+        send_at=datetime(2026, 12, 22, 18, 0, tzinfo=TOKYO),
+        recurrence="weekly",
+        recurrence_weekdays=[1],
+        excluded_dates=["2026-12-29", "2026-12-30", "2026-12-31", "2027-01-01"],
+        recurrence_until=date(2027, 1, 12),
+    )
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+
+    services.broadcast_runs_due(now=datetime(2026, 12, 22, 18, 0, 30, tzinfo=TOKYO))
+    broadcast.refresh_from_db()
+    assert (broadcast.status, broadcast.next_run_at) == ("scheduled", datetime(2027, 1, 5, 18, 0, tzinfo=TOKYO))
+
+    services.broadcast_runs_due(now=datetime(2027, 1, 5, 18, 1, tzinfo=TOKYO))
+    services.broadcast_runs_due(now=datetime(2027, 1, 12, 18, 1, tzinfo=TOKYO))
+    broadcast.refresh_from_db()
+    assert (broadcast.status, broadcast.next_run_at) == ("sending", None)  # the 12th was the last
+    assert [run.scheduled_for.astimezone(TOKYO).date() for run in BroadcastRun.objects.order_by("scheduled_for")] == [
+        date(2026, 12, 22),
+        date(2027, 1, 5),
+        date(2027, 1, 12),
+    ]
+
+
+def test_a_worker_that_was_down_sends_the_latest_occurrence_once_not_every_missed_one(env, queued):
+    broadcast = draft(env, send_at=NOW + timedelta(minutes=1), recurrence="daily")
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+
+    services.broadcast_runs_due(now=NOW + timedelta(days=3, hours=1))
+
+    assert BroadcastRun.objects.count() == 1
+    broadcast.refresh_from_db()
+    assert broadcast.next_run_at == NOW + timedelta(days=4, minutes=1)
+
+
+def test_an_occurrence_that_already_has_its_run_is_not_created_twice(env, queued, django_capture_on_commit_callbacks):
+    broadcast = draft(env, send_at=NOW + timedelta(minutes=1), recurrence="daily")
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.broadcast_runs_due(now=NOW + timedelta(minutes=1))
+    # The state a broadcast would be in had its next occurrence been reset to one already run.
+    Broadcast.objects.filter(pk=broadcast.pk).update(next_run_at=NOW + timedelta(minutes=1))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.broadcast_runs_due(now=NOW + timedelta(minutes=2)) == []
+    assert BroadcastRun.objects.count() == 1 and len(queued) == 1
+
+
+def test_messages_that_became_unsendable_refuse_the_broadcast_instead_of_failing_every_minute(env, queued):
+    broadcast = draft(env, messages=[{"kind": "image", "image": "a" * 32 + ".png"}])
+    Broadcast.objects.filter(pk=broadcast.pk).update(status="scheduled", next_run_at=NOW)
+
+    assert services.broadcast_runs_due(now=NOW) == []
+
+    broadcast.refresh_from_db()
+    assert broadcast.status == "refused" and "画像が見つかりません" in broadcast.refused_reason
+    assert not BroadcastRun.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_at_the_same_time_create_each_run_once(queued):
+    if connection.vendor != "postgresql":
+        pytest.skip("SKIP LOCKED needs PostgreSQL (SQLite has no row locks)")
+    department = DepartmentFactory(name="環境課", code="env")
+    author, _ = member("author", department)
+    for number in range(6):
+        Broadcast.objects.create(
+            title=f"お知らせ{number}", department=department, messages=TEXT, status="scheduled", next_run_at=NOW
+        )
+    barrier = threading.Barrier(2)
+    results = {}
+
+    def worker(name):
+        try:
+            barrier.wait(timeout=10)
+            results[name] = services.broadcast_runs_due(now=NOW)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(name,)) for name in ("first", "second")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    created = results["first"] + results["second"]
+    assert len(created) == len(set(created)) == 6
+    assert BroadcastRun.objects.count() == 6
+    assert set(Broadcast.objects.values_list("status", flat=True)) == {"sending"}
