@@ -273,6 +273,7 @@ LINE_RATE_LIMITS = {
     "multicast": env_int("LINE_RATE_MULTICAST_PER_SECOND", 200, minimum=1),
     "broadcast": env_int("LINE_RATE_BROADCAST_PER_HOUR", 60, minimum=1),  # narrowcast counts here too
     "profile": env_int("LINE_RATE_PROFILE_PER_SECOND", 2000, minimum=1),
+    "rich_menu_bulk": env_int("LINE_RATE_RICH_MENU_BULK_PER_SECOND", 2000, minimum=1),
 }
 
 # Outgoing webhooks to the city's back-office systems (integrations/): time-out of one POST, and

@@ -28,8 +28,9 @@ MULTICAST = "multicast"
 BROADCAST = "broadcast"
 NARROWCAST = "narrowcast"
 PROFILE = "profile"  # getProfile (residents.line_services: display name and picture)
+RICH_MENU_BULK = "rich_menu_bulk"  # link / unlink a rich menu for up to 500 users (broadcasts.richmenu.linking)
 
-WINDOW_SECONDS = {REPLY: 1, PUSH: 1, MULTICAST: 1, BROADCAST: 3600, PROFILE: 1}
+WINDOW_SECONDS = {REPLY: 1, PUSH: 1, MULTICAST: 1, BROADCAST: 3600, PROFILE: 1, RICH_MENU_BULK: 1}
 _SAME_COUNTER = {NARROWCAST: BROADCAST}  # LINE's 60 an hour is for broadcast and narrowcast together
 
 

@@ -1,8 +1,10 @@
-"""Issue 6, "Done when": a resident sets 受信設定 over LINE, joins a segment, receives a scheduled
-broadcast, and answers a benefit yes/no that turns into an application staff can see and export.
+"""Issue 6, "Done when": in the resident simulator a resident sets 受信設定, joins a segment,
+receives a scheduled broadcast, and answers a benefit yes/no that turns into an application staff
+can see and export.
 
-Everything goes the real way: signed webhooks, inbox, workers, engine, outbox, the broadcast
-scheduler, preparer and chunk sender, and the fake LINE validating every request.
+Everything goes the real way: the simulator's endpoints (signed webhooks to this server), inbox,
+workers, engine, outbox, the broadcast scheduler, preparer and chunk sender, and the fake LINE
+validating every request.
 """
 
 from __future__ import annotations
@@ -19,11 +21,10 @@ from django.utils import timezone
 from broadcasts import campaigns, sending, services
 from broadcasts.models import Broadcast, BroadcastRun, Campaign, CampaignRecipient
 from broadcasts.tests.campaign_world import FIXED_ANSWERS, NO, QUESTION, YES, benefit_procedure
-from messaging import services as messaging_services
+from messaging.tests.test_resident_simulator import browser, webhook_posts  # noqa: F401 (fixtures)
 from messaging.tests.test_webhook import (  # noqa: F401 (autouse fixtures)
     LinePhone,
     line_channel,
-    postback_event,
     user_id,
     wakeups,
 )
@@ -34,8 +35,6 @@ from residents.models import ProfileChange, Resident, Segment
 from residents.segments import segment_residents
 from staff.models import Department, Role, StaffMembership
 
-pytestmark = pytest.mark.django_db
-
 
 def _staff(department: Department, username: str):
     user = StaffUserFactory(username=username, is_superuser=False)
@@ -43,16 +42,22 @@ def _staff(department: Department, username: str):
     return user
 
 
-def test_resident_sets_receive_settings_gets_a_scheduled_broadcast_and_applies_by_yes(client, fake_line, monkeypatch):
+@pytest.mark.django_db(transaction=True)
+def test_resident_sets_receive_settings_gets_a_scheduled_broadcast_and_applies_by_yes(
+    browser,  # noqa: F811 (the imported fixture)
+    fake_line,
+    monkeypatch,
+):
     monkeypatch.setattr(campaigns, "async_task", lambda *args, **kwargs: None)  # the test runs the tasks itself
     load_demo()
     department = Department.objects.create(code="kosodate", name="子育て支援課")
     staff = _staff(department, "kosodate-staff")
-    phone = LinePhone(client, fake_line, user_id(66))
-    other = LinePhone(client, fake_line, user_id(67))  # follows, never sets 受信設定, lives nowhere known
+    other = LinePhone(Client(), fake_line, user_id(67))  # follows, never sets 受信設定, lives nowhere known
 
-    # 1. Receive settings over LINE: 子育て, 牛津町.
-    phone.follow()
+    # 1. In the simulator: follow, then 受信設定: 子育て, 牛津町.
+    browser.ok("follow", {"if_new": True})
+    browser.run_pipeline()
+    phone = browser
     other.follow()
     phone.say("受信設定")
     phone.tap("子育て")
@@ -97,7 +102,7 @@ def test_resident_sets_receive_settings_gets_a_scheduled_broadcast_and_applies_b
         sending.broadcast_chunks_send(now=timezone.now())
     run = BroadcastRun.objects.get(pk=run_id)
     assert (run.status, run.recipients_total, run.delivered) == (BroadcastRun.Status.DONE, 1, 1)
-    assert any("子育て応援フェア" in m.get("text", "") for m in fake_line.messages_sent_to(phone.user))
+    assert any("子育て応援フェア" in m.get("text", "") for m in phone.run_pipeline())  # in the simulator's chat
     assert not any("子育て応援フェア" in m.get("text", "") for m in fake_line.messages_sent_to(other.user))
 
     # 4. A push-and-confirm benefit campaign: the eligible list matched by LINE user id, a yes/no push.
@@ -117,9 +122,8 @@ def test_resident_sets_receive_settings_gets_a_scheduled_broadcast_and_applies_b
     campaigns.recipients_import(campaign=campaign, raw=f"LINEユーザーID\n{phone.user}\n".encode(), actor=staff)
     campaigns.campaign_send_start(campaign=campaign, actor=staff)
     campaigns.campaign_push(campaign_id=campaign.pk)
-    messaging_services.outbox_send()
-    yes = phone.action_in_history(YES)
-    received = phone.send(postback_event(phone.user, yes["data"], reply_token=phone.token()))
+    phone.run_pipeline()  # the simulator's poll shows the question
+    received = phone.tap(YES)
     assert any("受付番号" in m.get("text", "") for m in received)
 
     application = Application.objects.get(procedure=campaign.procedure)

@@ -30,6 +30,7 @@ from django.utils.translation import gettext as _
 from django_q.tasks import async_task
 
 from broadcasts.richmenu.models import DisasterModeSwitch, RichMenu, RichMenuLink
+from messaging import ratelimit
 from messaging.line.client import LineClient, SendResult
 from messaging.models import LineUser
 from residents.segments import InvalidSegmentRules, segment_residents
@@ -145,7 +146,7 @@ class LinkOutcome:
     failed: int = 0
     calls: int = 0
     errors: list[str] = field(default_factory=list)
-    out_of_time: bool = False  # stopped at the deadline: the rest is for a follow-up task
+    out_of_time: bool = False  # stopped at the deadline or the rate limit: the rest is for a follow-up task
 
     @property
     def ok(self) -> bool:
@@ -200,7 +201,8 @@ def links_apply(
 
     A chunk LINE refuses is left for the next run. On 429 (rate limit) or no answer, the run stops:
     the following calls would meet the same fate. `deadline` (time.monotonic()) keeps a task within
-    the worker's time-out: past it, the run stops with `out_of_time`.
+    the worker's time-out: past it, or when LINE's rate limit for bulk linking is used up for this
+    second (messaging/ratelimit.py), the run stops with `out_of_time`.
     """
     outcome = LinkOutcome()
     groups: dict[str, list[Change]] = {}
@@ -208,7 +210,8 @@ def links_apply(
         groups.setdefault(change.menu.line_rich_menu_id if change.menu else "", []).append(change)
     calls = [(line_rich_menu_id, chunk) for line_rich_menu_id, group in groups.items() for chunk in _chunks(group)]
     for line_rich_menu_id, chunk in calls:
-        if deadline is not None and time.monotonic() > deadline:
+        # Past the deadline, or over LINE's rate limit for this call: the rest is for a follow-up task.
+        if (deadline is not None and time.monotonic() > deadline) or ratelimit.acquire(ratelimit.RICH_MENU_BULK):
             outcome.out_of_time = True
             break
         user_ids = [change.line_user_id for change in chunk]

@@ -168,3 +168,19 @@ def test_the_nightly_reconciler_is_scheduled():
     schedule = Schedule.objects.get(func="broadcasts.richmenu.tasks.rich_menu_links_reconcile_task")
     assert (schedule.schedule_type, schedule.repeats) == (Schedule.DAILY, -1)
     assert callable(locate(schedule.func))
+
+
+def test_over_our_own_rate_limit_the_run_stops_before_calling_line_and_hands_over(
+    fake_line, settings, queued, django_capture_on_commit_callbacks
+):
+    members = followers_create(1001)
+    live(menu_create(role=RichMenu.Role.SEGMENT, segment=segment_of(members, "kosodate")))
+    settings.LINE_RATE_LIMITS = {**settings.LINE_RATE_LIMITS, "rich_menu_bulk": 1}
+    start = len(fake_line.calls())
+
+    with time_machine.travel(NOW, tick=False), django_capture_on_commit_callbacks(execute=True):
+        outcome = linking.rich_menu_links_reconcile(now=NOW)
+
+    assert outcome.out_of_time and outcome.calls == 1  # one call a second: the second waits
+    assert link_calls(fake_line, start) == [("linkRichMenuIdToUsers", 500)]
+    assert (linking.RECONCILE_TASK,) in queued  # the rest goes on in a follow-up task

@@ -117,7 +117,7 @@ def test_limits_are_read_from_the_environment_and_checked(tmp_path):
             [sys.executable, "-c", code], env={**env, **values}, capture_output=True, text=True, timeout=60, check=False
         )
 
-    assert json.loads(read().stdout) == {"reply": 2000, "push": 2000, "multicast": 200, "broadcast": 60, "profile": 2000}
+    assert json.loads(read().stdout) == {"reply": 2000, "push": 2000, "multicast": 200, "broadcast": 60, "profile": 2000, "rich_menu_bulk": 2000}
     assert json.loads(read(LINE_RATE_PUSH_PER_SECOND="100").stdout)["push"] == 100
     refused = read(LINE_RATE_BROADCAST_PER_HOUR="0")
     assert refused.returncode != 0 and "LINE_RATE_BROADCAST_PER_HOUR" in refused.stderr
