@@ -9,7 +9,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import models, transaction
+from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponseRedirect, JsonResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -84,6 +84,28 @@ class RichMenuForm(forms.ModelForm):
         return data
 
 
+class AreaForm(forms.ModelForm):
+    uri = forms.URLField(label=gettext_lazy("URL"), max_length=1000, required=False, assume_scheme="https")
+
+    class Meta:
+        model = RichMenuArea
+        fields = [
+            "position", "label", "x", "y", "width", "height", "background", "foreground", "icon",
+            "action_type", "procedure", "uri", "text", "datetime_mode", "switch_to",
+        ]  # fmt: skip
+
+    def clean_icon(self):
+        icon = self.cleaned_data.get("icon")
+        if icon and hasattr(icon, "read") and not isinstance(icon, str) and getattr(icon, "_committed", False) is False:
+            try:
+                image.icon_check(icon.read())
+            except image.ImageRejected as rejected:
+                raise ValidationError(rejected.problems) from None
+            finally:
+                icon.seek(0)
+        return icon
+
+
 class AreaFormSet(forms.BaseInlineFormSet):
     def clean(self):
         super().clean()
@@ -108,8 +130,8 @@ class AreaFormSet(forms.BaseInlineFormSet):
 
 class RichMenuAreaInline(ScopedAdminMixin, admin.StackedInline):
     model = RichMenuArea
+    form = AreaForm
     formset = AreaFormSet
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     extra = 0
     fk_name = "menu"
     fieldsets = [

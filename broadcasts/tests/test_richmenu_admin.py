@@ -239,3 +239,20 @@ def test_a_disaster_menu_not_yet_on_line_cannot_be_switched_to(admin_client):
     menu = RichMenu.objects.create(name="災害時メニュー", role=RichMenu.Role.DISASTER)
     response = admin_client.post(f"{CHANGELIST}disaster/", {"menu": menu.pk, "confirm": "yes"})
     assert "先に LINE に反映してください" in response.content.decode()
+
+
+def test_an_icon_that_is_not_an_image_is_refused_on_the_tile(admin_client, menu, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    menu.areas.update(text="粗大ごみ")
+    not_an_icon = io.BytesIO(b"<svg/>")
+    not_an_icon.name = "icon.png"
+    response = admin_client.post(f"{CHANGELIST}{menu.pk}/change/", {**_form_data(menu), "areas-0-icon": not_an_icon})
+    assert response.status_code == 200
+    assert "アイコンには PNG か JPEG の画像を選んでください。" in response.content.decode()
+    assert not menu.areas.exclude(icon="").exists()
+
+    icon = _png(64, 64)
+    icon.name = "icon.png"
+    response = admin_client.post(f"{CHANGELIST}{menu.pk}/change/", {**_form_data(menu), "areas-0-icon": icon})
+    assert response.status_code == 302
+    assert menu.areas.exclude(icon="").count() == 1
