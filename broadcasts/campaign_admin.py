@@ -69,6 +69,12 @@ class CampaignAdmin(ScopedAdminMixin, admin.ModelAdmin):
             fieldsets.append((_("状況と結果"), {"fields": ("status", "sent_at", "results")}))
         return fieldsets
 
+    def has_delete_permission(self, request, obj=None):
+        # Once sent, its recipients' answers and the applications they made are the record.
+        if obj is not None and obj.status != Campaign.Status.DRAFT:
+            return False
+        return super().has_delete_permission(request, obj)
+
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and obj.status != Campaign.Status.DRAFT:
             return (*_CONTENT_FIELDS, *self.readonly_fields)

@@ -468,7 +468,8 @@ def campaign_reminders_send(*, now=None, batch_size: int = PUSH_BATCH) -> PushRu
     """Once, remind the recipients who have not answered `reminder_after_days` after the push;
     close the campaigns whose deadline has passed."""
     now = now or timezone.now()
-    Campaign.objects.filter(status=Campaign.Status.OPEN, deadline__lte=now).update(
+    # A campaign still sending when its deadline passed is over too: nobody can answer any more.
+    Campaign.objects.filter(status__in=(Campaign.Status.OPEN, Campaign.Status.SENDING), deadline__lte=now).update(
         status=Campaign.Status.CLOSED, updated_at=now
     )
     run = PushRun()

@@ -28,6 +28,7 @@ import io
 import json
 import re
 import secrets
+import warnings
 from urllib.parse import urljoin
 
 from django.conf import settings
@@ -107,13 +108,19 @@ def store_image(data: bytes) -> str:
     extension = IMAGE_TYPES.get(content_type or "")
     if extension is None:
         raise ComposeError([_("JPEG または PNG の画像を選んでください。")])
-    with Image.open(io.BytesIO(data)) as opened:
-        image = ImageOps.exif_transpose(opened)
-        image.thumbnail((IMAGE_MAX_SIDE, IMAGE_MAX_SIDE))
-        original = _encode(image, extension)
-        preview = image.copy()
-        preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
-        preview_bytes = _encode(preview, "jpg")
+    try:
+        with warnings.catch_warnings():
+            # A picture over Pillow's pixel limit is refused, not decoded (a decompression bomb).
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as opened:
+                image = ImageOps.exif_transpose(opened)
+                image.thumbnail((IMAGE_MAX_SIDE, IMAGE_MAX_SIDE))
+                original = _encode(image, extension)
+                preview = image.copy()
+                preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+                preview_bytes = _encode(preview, "jpg")
+    except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ComposeError([_("画像を読み込めませんでした（壊れているか、大きすぎます）。別の画像を選んでください。")]) from None
     if len(original) > IMAGE_MAX_BYTES:
         raise ComposeError([_("画像が大きすぎます（10MB まで）。")])
     stem = secrets.token_urlsafe(24)

@@ -61,6 +61,9 @@ class Broadcast(models.Model):
         on_delete=models.PROTECT,
         related_name="broadcasts",
     )
+    # The segment's rules as they were when the broadcast was submitted: what the approver approved
+    # and what every run sends to, even if the segment is edited afterwards.
+    segment_rules = models.JSONField(_("セグメントの条件（申請時点）"), null=True, blank=True, editable=False)
     category = models.ForeignKey(
         "residents.Category",
         verbose_name=_("カテゴリ"),

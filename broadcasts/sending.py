@@ -77,7 +77,8 @@ def _audience(broadcast: Broadcast) -> QuerySet[Resident]:
     if broadcast.audience == Broadcast.Audience.SEGMENT:
         if broadcast.segment is None:
             raise InvalidSegmentRules([_("セグメントが選ばれていません。")])
-        return segment_residents(broadcast.segment)
+        # The rules as submitted (and approved), not as the segment reads now.
+        return segment_residents(broadcast.segment_rules if broadcast.segment_rules is not None else broadcast.segment)
     return Resident.objects.all()
 
 
@@ -231,7 +232,8 @@ def _broadcast_after_run(run: BroadcastRun, *, refused_reason: str = "") -> None
     remain and makes it "sending" with its last (or only) run: that one ends it as sent, or refused.
     A broadcast cancelled meanwhile keeps its status.
     """
-    broadcast = run.broadcast
+    # Locked and read afresh: a cancel or the scheduler may have changed it since the run was read.
+    broadcast = Broadcast.objects.select_for_update().get(pk=run.broadcast_id)
     if broadcast.status not in (Broadcast.Status.SCHEDULED, Broadcast.Status.SENDING):
         return
     others = broadcast.runs.exclude(pk=run.pk).filter(

@@ -163,6 +163,7 @@ def broadcast_submit(*, broadcast_id: int, user, now: datetime | None = None, re
     broadcast.approved_by = None
     broadcast.approved_at = None
     broadcast.refused_reason = ""
+    broadcast.segment_rules = broadcast.segment.rules if broadcast.audience == Broadcast.Audience.SEGMENT else None
     if broadcast.requires_approval:
         broadcast.status = Broadcast.Status.AWAITING_APPROVAL
         broadcast.next_run_at = None
@@ -190,7 +191,9 @@ def broadcast_approve(*, broadcast_id: int, user, now: datetime | None = None, r
         raise BroadcastRefused([_("承認待ちの一斉配信ではありません。")])
     if broadcast.created_by_id is not None and broadcast.created_by_id == user.pk:
         raise BroadcastRefused([_("自分で作成した一斉配信は承認できません。ほかの職員に承認を依頼してください。")])
-    errors = schedule_errors(broadcast, now=now) if _is_repeating(broadcast) else []
+    errors = audience_errors(broadcast, user=user)
+    if _is_repeating(broadcast):
+        errors += schedule_errors(broadcast, now=now)
     if errors:
         raise BroadcastRefused(errors)
     broadcast.approved_by = user

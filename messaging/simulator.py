@@ -232,7 +232,8 @@ RICH_MENU_IMAGE_MAX_BYTES = 1024 * 1024  # LINE's limit for rich menu images
 
 def rich_menu_shown(user_id: str, alias: str = "") -> dict | None:
     """The rich menu LINE shows the resident (their own, else the default), or the one behind a tab's
-    alias; None when there is none. Read from LINE (the fake), as a phone would."""
+    alias; None when there is none. Read from the fake LINE only, as a phone would."""
+    fake_line_base()  # never the real LINE: FakeLineUnavailable otherwise
     with LineClient() as line:
         if alias:
             found = line.rich_menu_alias(alias)
@@ -259,6 +260,7 @@ def rich_menu_shown(user_id: str, alias: str = "") -> dict | None:
 
 
 def rich_menu_image(rich_menu_id: str) -> tuple[bytes, str]:
+    fake_line_base()  # never the real LINE: FakeLineUnavailable otherwise
     with LineClient() as line:
         content = line.rich_menu_image(rich_menu_id, max_bytes=RICH_MENU_IMAGE_MAX_BYTES)
     if not content.result.ok or content.too_large:

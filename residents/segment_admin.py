@@ -120,19 +120,18 @@ def editor_data(user, rules) -> dict:
 
 
 def members_preview(user, rules) -> dict:
-    """The count and a sample of the members (LINE user id and display name only)."""
+    """The count, and a sample of the members (LINE user id and display name only) among the residents
+    this user may see anyway: a segment must not become a way to look residents up."""
     members = segment_residents(rules)
-    sample = list(members.order_by("pk").values("pk", "line_user_id", "display_name")[:SAMPLE_SIZE])
-    viewable = set(
-        policy.residents_visible_to(user).filter(pk__in=[row["pk"] for row in sample]).values_list("pk", flat=True)
-    )
+    visible = members.filter(pk__in=policy.residents_visible_to(user).values("pk"))
+    sample = list(visible.order_by("pk").values("pk", "line_user_id", "display_name")[:SAMPLE_SIZE])
     return {
         "count": members.count(),
         "sample": [
             {
                 "line_user_id": row["line_user_id"],
                 "display_name": row["display_name"],
-                "url": reverse("admin:residents_resident_change", args=[row["pk"]]) if row["pk"] in viewable else "",
+                "url": reverse("admin:residents_resident_change", args=[row["pk"]]),
             }
             for row in sample
         ],

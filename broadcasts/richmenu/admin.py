@@ -231,9 +231,12 @@ class RichMenuAdmin(ScopedAdminMixin, admin.ModelAdmin):
         if not self.has_change_permission(request):
             raise PermissionDenied
         current = linking.disaster_mode_menu()
+        latest = linking.disaster_mode_switch_latest()
         direction = DisasterModeSwitch.Direction.OFF if current else DisasterModeSwitch.Direction.ON
         menus = RichMenu.objects.filter(role=RichMenu.Role.DISASTER)
         error = ""
+        if request.method == "POST" and request.POST.get("retry") and latest is not None:
+            direction = latest.direction  # the failed switch again: it goes on from where LINE is
         if request.method == "POST":
             menu_id = current.pk if current else request.POST.get("menu", "")
             if request.POST.get("confirm") != "yes":
@@ -260,6 +263,7 @@ class RichMenuAdmin(ScopedAdminMixin, admin.ModelAdmin):
             "menus": menus,
             "error": error,
             "switch": switch,
+            "failed": latest if latest is not None and latest.status == DisasterModeSwitch.Status.FAILED else None,
             "recent": DisasterModeSwitch.objects.select_related("menu", "actor")[:10],
         }
         return TemplateResponse(request, "admin/broadcasts/richmenu/disaster.html", context)

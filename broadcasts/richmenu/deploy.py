@@ -20,6 +20,7 @@ never deployed or changed since go first, so their aliases exist when residents 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -33,6 +34,7 @@ from broadcasts.richmenu import linking, services
 from broadcasts.richmenu.image import ImageRejected, image_check
 from broadcasts.richmenu.line_json import RichMenuJsonError, menu_areas, rich_menu_object
 from broadcasts.richmenu.models import RichMenu, RichMenuDeployment, RichMenuLink
+from messaging import ratelimit
 from messaging.line.client import LineClient, SendResult
 
 logger = logging.getLogger(__name__)
@@ -201,12 +203,23 @@ def _residents_move(line: LineClient, old_id: str, done: _Done, *, now: datetime
     links = list(RichMenuLink.objects.filter(line_rich_menu_id=old_id).select_related("line_user").order_by("pk"))
     for start in range(0, len(links), linking.LINK_CHUNK_SIZE):
         chunk = links[start : start + linking.LINK_CHUNK_SIZE]
+        _bulk_turn()
         result = line.rich_menu_link_users(done.new_id, [link.line_user.line_user_id for link in chunk])
         _check(_("住民のメニューの付け替え"), result)
         RichMenuLink.objects.filter(pk__in=[link.pk for link in chunk]).update(
             line_rich_menu_id=done.new_id, linked_at=now
         )
         done.moved += chunk
+
+
+def _bulk_turn() -> None:
+    """Take a turn from LINE's bulk-link rate limit, waiting for the next one-second window if needed.
+
+    Unlike the reconciler, a deploy cannot hand its half-moved residents to a later task (the old menu
+    is deleted only when all have moved), so this rare, staff-started job waits instead.
+    """
+    while wait := ratelimit.acquire(ratelimit.RICH_MENU_BULK):
+        time.sleep(wait)
 
 
 def _shown_by_default(menu: RichMenu) -> bool:
@@ -222,6 +235,7 @@ def _undo(line: LineClient, done: _Done, *, old_id: str, now: datetime) -> str:
     notes = []
     for start in range(0, len(done.moved), linking.LINK_CHUNK_SIZE):
         chunk = done.moved[start : start + linking.LINK_CHUNK_SIZE]
+        _bulk_turn()
         result = line.rich_menu_link_users(old_id, [link.line_user.line_user_id for link in chunk])
         if result.ok:
             RichMenuLink.objects.filter(pk__in=[link.pk for link in chunk]).update(

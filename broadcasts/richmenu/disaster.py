@@ -11,7 +11,7 @@ The switch row carries the progress the admin polls (`disaster_mode_progress`).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -25,6 +25,8 @@ from broadcasts.richmenu.models import DisasterModeSwitch, RichMenu
 from messaging.line.client import LineClient
 
 SWITCH_TASK = "broadcasts.richmenu.tasks.disaster_mode_switch_task"
+# A switch still running after this was cut short (each run hands over to a new task well before).
+SWITCH_STALE_AFTER = timedelta(minutes=30)
 
 
 class DisasterModeProblem(ValueError):
@@ -48,9 +50,14 @@ def disaster_mode_switch(*, direction: str, menu_id: int, actor, now: datetime) 
     if direction == DisasterModeSwitch.Direction.ON and not menu.line_rich_menu_id:
         raise DisasterModeProblem(_("災害時メニュー「%(name)s」を先に LINE に反映してください。") % {"name": menu.name})
     running = DisasterModeSwitch.objects.filter(status=DisasterModeSwitch.Status.RUNNING).first()
-    if running is not None:
-        if running.direction == direction and running.menu_id == menu.pk:
-            return running
+    if running is not None and running.direction == direction and running.menu_id == menu.pk:
+        # Asked again (a double click, or its task was lost with a dead worker): the run is
+        # idempotent and goes on from where LINE is, so queue it again.
+        disaster_mode_switch_enqueue(running.pk)
+        return running
+    if running is not None and running.started_at < now - SWITCH_STALE_AFTER:
+        _finish(running, status=DisasterModeSwitch.Status.FAILED, error=_("作業が止まっていたため中断しました。"))
+    elif running is not None:
         raise DisasterModeProblem(_("切り替えの途中です。終わってからもう一度お試しください。"))
     switch = DisasterModeSwitch.objects.create(
         direction=direction,

@@ -124,9 +124,12 @@ def icon_check(data: bytes) -> None:
         raise ImageRejected([_("アイコンは 512KB 以下にしてください。")])
     try:
         with Image.open(io.BytesIO(data)) as image:
+            image_format = image.format
             image.verify()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        raise ImageRejected([_("アイコンには PNG か JPEG の画像を選んでください。")]) from None
+        image_format = None
+    if image_format not in FORMATS:
+        raise ImageRejected([_("アイコンには PNG か JPEG の画像を選んでください。")])
 
 
 def tiles_image(width: int, height: int, tiles: list[Tile]) -> tuple[bytes, str]:

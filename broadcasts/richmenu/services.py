@@ -76,7 +76,7 @@ def area_action_problems(area: RichMenuArea) -> list[str]:
     name = area.label or _("（ラベルなし）")
     if area.action_type == kind.PROCEDURE and not area.procedure_id:
         return [_("「%(name)s」：始める手続きを選んでください。") % {"name": name}]
-    if area.action_type == kind.URI and not area.uri.startswith(("https://", "http://", "tel:")):
+    if area.action_type == kind.URI and not area.uri.startswith(("https://", "http://")):
         return [_("「%(name)s」：開く URL（https:// で始まるもの）を入力してください。") % {"name": name}]
     if area.action_type in (kind.MESSAGE, kind.POSTBACK, kind.DATETIME_PICKER) and not area.text.strip():
         return [_("「%(name)s」：送るキーワードを入力してください。") % {"name": name}]

@@ -148,3 +148,10 @@ def test_files_that_are_not_jpeg_or_png_are_refused():
     Image.new("RGB", (10, 10)).save(out, "GIF")
     with pytest.raises(compose.ComposeError):
         compose.store_image(out.getvalue())
+
+
+def test_a_damaged_image_is_refused_with_a_message_not_an_error_page():
+    whole = jpeg_bytes()
+    with pytest.raises(compose.ComposeError) as refused:
+        compose.store_image(whole[: len(whole) // 2])  # a truncated JPEG still sniffs as JPEG
+    assert "画像を読み込めませんでした" in refused.value.errors[0]

@@ -6,7 +6,7 @@ import datetime as dt
 import io
 
 import pytest
-from django.test import Client
+from django.test import Client, TestCase
 from django.utils import timezone
 from PIL import Image
 
@@ -256,3 +256,45 @@ def test_an_icon_that_is_not_an_image_is_refused_on_the_tile(admin_client, menu,
     response = admin_client.post(f"{CHANGELIST}{menu.pk}/change/", {**_form_data(menu), "areas-0-icon": icon})
     assert response.status_code == 302
     assert menu.areas.exclude(icon="").count() == 1
+
+
+def test_asking_again_for_a_running_switch_queues_it_again_and_a_stale_one_gives_way(admin_client, monkeypatch):
+    from broadcasts.richmenu import disaster
+
+    queued = []
+    monkeypatch.setattr(disaster, "async_task", lambda *args: queued.append(args))
+    menu = RichMenu.objects.create(name="災害時メニュー", role=RichMenu.Role.DISASTER, line_rich_menu_id="richmenu-x")
+    now = timezone.now()
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        first = disaster.disaster_mode_switch(direction="on", menu_id=menu.pk, actor=None, now=now)
+        again = disaster.disaster_mode_switch(direction="on", menu_id=menu.pk, actor=None, now=now)
+    assert again.pk == first.pk and queued == [(disaster.SWITCH_TASK, first.pk)] * 2
+
+    with pytest.raises(disaster.DisasterModeProblem):
+        disaster.disaster_mode_switch(direction="off", menu_id=menu.pk, actor=None, now=now)
+    later = now + disaster.SWITCH_STALE_AFTER + dt.timedelta(minutes=1)
+    back = disaster.disaster_mode_switch(direction="off", menu_id=menu.pk, actor=None, now=later)
+    first.refresh_from_db()
+    assert first.status == DisasterModeSwitch.Status.FAILED and "中断しました" in first.error
+    assert back.direction == "off"
+
+
+def test_a_failed_switch_can_be_retried_from_the_page(admin_client, monkeypatch):
+    from broadcasts.richmenu import disaster
+
+    monkeypatch.setattr(disaster, "async_task", lambda *args: None)
+    menu = RichMenu.objects.create(name="災害時メニュー", role=RichMenu.Role.DISASTER, line_rich_menu_id="richmenu-x")
+    DisasterModeSwitch.objects.create(
+        direction="on",
+        menu=menu,
+        status=DisasterModeSwitch.Status.FAILED,
+        error="LINE の応答 500",
+        started_at=timezone.now(),
+    )
+    page = admin_client.get(f"{CHANGELIST}disaster/").content.decode()
+    assert "前回の「災害時メニューに切り替え」は完了していません" in page
+
+    response = admin_client.post(f"{CHANGELIST}disaster/", {"retry": "1", "menu": menu.pk, "confirm": "yes"})
+    assert response.status_code == 302
+    retried = DisasterModeSwitch.objects.order_by("-id").first()
+    assert (retried.direction, retried.status) == ("on", DisasterModeSwitch.Status.RUNNING)

@@ -254,3 +254,17 @@ def test_three_tabs_switching_by_alias_deploy_end_to_end(fake_line, staff):
 
     deployed(home, staff)  # unchanged tabs are not deployed again
     assert RichMenuDeployment.objects.count() == 4
+
+
+def test_moving_residents_during_a_deploy_waits_for_lines_bulk_link_window(fake_line, richmenu_settings, monkeypatch):  # noqa: F811
+    from broadcasts.richmenu import deploy as deploy_module
+
+    turns = iter([0.0, 0.25, 0.0])
+    slept = []
+    monkeypatch.setattr(deploy_module.ratelimit, "acquire", lambda operation: next(turns))
+    monkeypatch.setattr(deploy_module.time, "sleep", slept.append)
+
+    deploy_module._bulk_turn()
+    deploy_module._bulk_turn()
+
+    assert slept == [0.25]

@@ -140,6 +140,8 @@ def test_a_tile_can_show_an_icon_above_its_label():
         assert picture.convert("RGB").getpixel((1250, 244)) == (255, 0, 0)
 
 
-def test_an_icon_that_is_not_an_image_is_refused():
+def test_an_icon_that_is_not_a_png_or_jpeg_is_refused():
     with pytest.raises(image.ImageRejected):
         image.icon_check(b"<svg></svg>")
+    with pytest.raises(image.ImageRejected):
+        image.icon_check(_png(64, 64, format="GIF"))

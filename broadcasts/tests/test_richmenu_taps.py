@@ -110,11 +110,14 @@ def test_a_date_picker_tile_sends_its_keyword_with_the_picked_date(client, fake_
 def test_the_web_link_redirect_counts_and_opens_only_the_tiles_own_page(client):
     area = _menu_with(action_type=RichMenuArea.ActionType.URI, uri="https://www.city.example.jp/")
     keyword = _menu_with(action_type=RichMenuArea.ActionType.MESSAGE, text="x")
+    draft = _menu_with(action_type=RichMenuArea.ActionType.URI, uri="https://www.city.example.jp/")
+    RichMenu.objects.filter(pk__in=[area.menu_id, keyword.menu_id]).update(line_rich_menu_id="richmenu-live")
 
     response = client.get(f"/m/{area.pk}/?next=https://evil.example/")
     assert response.status_code == 302 and response["Location"] == "https://www.city.example.jp/"
     assert _taps_of(area) == 1
     assert client.get(f"/m/{keyword.pk}/").status_code == 404
+    assert client.get(f"/m/{draft.pk}/").status_code == 404  # not on LINE: nothing to count
     assert client.post(f"/m/{area.pk}/").status_code == 405
     assert taps.tracking_url(area).endswith(f"/m/{area.pk}/")
 

@@ -94,6 +94,18 @@ def test_a_segment_reaches_its_residents_less_the_blocked_and_opted_out(fake_lin
     assert (run.recipients_total, run.skipped_blocked, run.skipped_opted_out) == (2, 1, 1)
 
 
+def test_a_run_sends_to_the_segment_as_it_was_submitted(fake_line):
+    kosodate = CategoryFactory(key="kosodate")
+    parents = residents(2, categories=[kosodate])
+    residents(3)
+    segment = Segment.objects.create(
+        name="everyone now", rules={"match": "all", "rules": [{"type": "follow", "op": "following"}]}
+    )
+    submitted = {"match": "all", "rules": [{"type": "category", "op": "chose", "category": "kosodate"}]}
+    run = prepared(run_for(audience=Broadcast.Audience.SEGMENT, segment=segment, segment_rules=submitted))
+    assert run.chunks.get().line_user_ids == ids(parents)
+
+
 def test_a_segment_with_broken_rules_refuses_the_run_and_says_why(fake_line):
     residents(2)
     segment = Segment.objects.create(name="壊れた条件", rules={"match": "maybe", "rules": []})

@@ -263,3 +263,45 @@ def test_two_workers_at_the_same_time_create_each_run_once(queued):
     assert len(created) == len(set(created)) == 6
     assert BroadcastRun.objects.count() == 6
     assert set(Broadcast.objects.values_list("status", flat=True)) == {"sending"}
+
+
+def test_a_segment_edited_after_submission_does_not_change_who_the_approved_broadcast_reaches(env):
+    north = {"match": "all", "rules": [{"type": "category", "op": "chose", "category": "kita"}]}
+    segment = Segment.objects.create(name="北地区", department=env["department"], rules=north)
+    broadcast = draft(
+        env,
+        audience=Broadcast.Audience.SEGMENT,
+        segment=segment,
+        requires_approval=True,
+        send_at=NOW + timedelta(days=1),
+    )
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+
+    segment.rules = {"match": "all", "rules": [{"type": "follow", "op": "following"}]}  # widened to everyone
+    segment.save()
+    services.broadcast_approve(broadcast_id=broadcast.pk, user=env["colleague"], now=NOW)
+
+    broadcast.refresh_from_db()
+    assert broadcast.segment_rules == north  # what was submitted is what was approved, and what runs send to
+
+
+def test_the_approver_needs_to_reach_the_audience_too(env):
+    theirs = Segment.objects.create(
+        name="環境課の対象",
+        department=env["department"],
+        rules={"match": "all", "rules": [{"type": "follow", "op": "following"}]},
+    )
+    broadcast = draft(
+        env,
+        audience=Broadcast.Audience.SEGMENT,
+        segment=theirs,
+        requires_approval=True,
+        send_at=NOW + timedelta(days=1),
+    )
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+    theirs.department = env["other"]
+    theirs.save()
+
+    with pytest.raises(services.BroadcastRefused) as refused:
+        services.broadcast_approve(broadcast_id=broadcast.pk, user=env["colleague"], now=NOW)
+    assert "ほかの部署のセグメント" in refused.value.messages[0]
