@@ -538,7 +538,7 @@ def stage_breakdown(conn, answers: Sequence[Answer]) -> list[list[str]]:
     stages: dict[str, list[float]] = {
         "webhook: sent → inbox row written": [],
         "queue + worker: inbox row → event done (engine, outbox rows)": [],
-        "commit + sender wake-up + queue + claim → reply call starts": [],
+        "commit + claim (in the worker; else sender task) → reply call starts": [],
         "reply call to the fake LINE (SDK, HTTP, fake validation)": [],
         "total (from these timestamps)": [],
     }

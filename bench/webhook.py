@@ -257,6 +257,8 @@ def app_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
         LINE_CHANNEL_SECRET=CHANNEL_SECRET,
         LINE_CHANNEL_ACCESS_TOKEN=ACCESS_TOKEN,
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        # A fresh key per run: the database is created for the run and dropped after it.
+        GOVTECH_ENCRYPTION_KEYS=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
         DJANGO_SECURE="0",
         PYTHONUNBUFFERED="1",

@@ -3,7 +3,9 @@
     webhook --inbox_store--> InboxEvent (pending) --on commit--> process_user_inbox task
     inbox_process_user: claim the resident (LineUser row, FOR UPDATE SKIP LOCKED), then per event,
         in ONE transaction: parse, run the engine (procedures.services.conversation_handle),
-        write OutboxMessage rows, mark the event done --on commit--> send_outbox task
+        write OutboxMessage rows, mark the event done --on commit--> the same worker sends them
+        (_outbox_send_written: one queue hop instead of two); the send_outbox task is queued for
+        them only when that cannot finish (an error, out of time)
     outbox_send: claim due rows (FOR UPDATE SKIP LOCKED, in order per resident), reply while the
         token is fresh (at most once), otherwise push with the row's retry key.
         Every call first takes its turn from LINE's rate limit (messaging/ratelimit.py); a row
@@ -44,7 +46,7 @@ from django_q.tasks import async_task
 from govtech.images import sniff_image
 from messaging import ratelimit, selectors, signals
 from messaging.line import parse, postback_routes, render, retry
-from messaging.line.client import LineClient, SendResult
+from messaging.line.client import LineClient, SendResult, shared_client
 from messaging.models import InboxEvent, LineChannelSettings, LineFollowEvent, LineUser, OutboxMessage
 from procedures.engine.types import Event
 from procedures.models import ConversationSession
@@ -60,6 +62,9 @@ SWEEP_GRACE = timedelta(seconds=30)  # a fresh event's own wake-up is probably o
 IMAGE_DIRECTORY = "line/images"
 OUTBOX_MAX_ATTEMPTS = 10
 OUTBOX_LEASE = timedelta(minutes=5)  # > one batch of calls, each bounded by the client time-out
+# The inbox worker sends an event's rows itself: one row per call to LINE (a resident's rows go in
+# order), so this keeps an inbox run (INBOX budget + this + one call) inside the task time-out.
+OUTBOX_WRITTEN_BUDGET_SECONDS = 20
 RETRY_KEY_WINDOW = timedelta(hours=23)  # LINE honours a retry key for 24 hours
 UNKNOWN_REPLY_REASON = "LINE の応答が不明のため再送していません"
 INBOX_ERROR_MESSAGE = "処理中にエラーが発生しました"
@@ -153,7 +158,7 @@ def inbox_store(*, events: list) -> set[str]:
         InboxEvent.objects.bulk_create(rows, ignore_conflicts=True)
         for line_user_id in sorted(users):
             transaction.on_commit(lambda user=line_user_id: wake_inbox_worker(user), robust=True)
-    logger.info("webhook: %d event(s) received for %d user(s)", len(rows), len(users))
+    logger.debug("webhook: %d event(s) received for %d user(s)", len(rows), len(users))
     return users
 
 
@@ -182,37 +187,29 @@ def inbox_process_user(
 
     Holds the resident's LineUser row (FOR UPDATE SKIP LOCKED) while an event is processed, so
     two workers never process one resident at once; a worker that finds it held stops, and the
-    holder looks again once it has let go (see "empty" below). An event that fails stays pending
+    holder looks again once it has let go (see the end of the loop). An event that fails stays pending
     (attempts + 1) and stops the run, so later events wait for it; after INBOX_MAX_ATTEMPTS it is
     parked as failed (and redacted) and the later events go on.
     """
     run = InboxRun()
     if not line_user_id:
         return run
-    LineUser.objects.get_or_create(line_user_id=line_user_id)
     deadline = time.monotonic() + budget_seconds
+    started = timezone.now()
     for _ in range(max_events):
         if time.monotonic() > deadline:
             wake_inbox_worker(line_user_id)  # the rest in a fresh task, well inside the task time-out
             break
         outcome = _inbox_process_next(line_user_id)
+        if outcome == "new":
+            # The resident's first event: their row is created, committed on its own (another
+            # worker never waits for a row a transaction is still creating), then claimed as usual.
+            LineUser.objects.get_or_create(line_user_id=line_user_id)
+            outcome = _inbox_process_next(line_user_id)
         run.outcomes.append(outcome)
-        if outcome == "busy":
-            # Another worker holds this resident: it looks again after letting go ("empty" below).
+        if outcome in ("busy", "new"):
+            # Another worker holds this resident: it looks again after letting go (below).
             run.busy = True
-            break
-        if outcome == "empty":
-            # Found nothing while holding the resident; but an event may have been committed after
-            # that look and before the claim was let go, and its own wake-up may have found the
-            # resident held and stopped ("busy"). Look again now that the claim is released (the
-            # transaction of _inbox_process_next has committed): any event whose wake-up found
-            # us busy was committed before that wake-up tried, hence before we let go, so this
-            # look sees it and we go on with it. A worker that finds the resident busy needs no
-            # timer: whoever held the resident does this same look after releasing. (A delayed
-            # wake-up would not help much anyway: django-q2 cannot delay a task, and its scheduler
-            # runs Schedules about once a minute, close to the sweep's own delay.)
-            if selectors.inbox_next_pending(line_user_id=line_user_id).exists():
-                continue
             break
         if outcome == "retry":
             run.failed += 1
@@ -220,8 +217,27 @@ def inbox_process_user(
         if outcome == "parked":
             run.failed += 1
             run.parked += 1
-            continue
-        run.processed += 1
+        elif outcome != "empty":
+            run.processed += 1
+        # While we held the resident, an event may have been committed after our look (or after
+        # the event we just processed), and its own wake-up may have found the resident held and
+        # stopped ("busy"). Look again now that the claim is released (the transaction of
+        # _inbox_process_next has committed): any event whose wake-up found us busy was committed
+        # before that wake-up tried, hence before we let go, so this look sees it and we go on
+        # with it or wake a worker for it. A worker that finds the resident busy needs no timer: whoever held the resident
+        # does this same look after releasing. (A delayed wake-up would not help much anyway:
+        # django-q2 cannot delay a task, and its scheduler runs Schedules about once a minute,
+        # close to the sweep's own delay.) One plain look, not another locked round.
+        pending = selectors.inbox_next_pending(line_user_id=line_user_id)
+        next_received_at = pending.values_list("received_at", flat=True).first()
+        if next_received_at is None:
+            break
+        if next_received_at > started:
+            # Came after this run began (often the answer to the reply just sent): to the back of
+            # the queue, so a quick resident cannot keep this worker while others wait. (Clock skew
+            # between hosts only changes which of the two paths takes it, never whether it is taken.)
+            wake_inbox_worker(line_user_id)
+            break
     else:
         # More than one run's worth: continue in a fresh task rather than hog this worker.
         wake_inbox_worker(line_user_id)
@@ -231,8 +247,8 @@ def inbox_process_user(
 def _inbox_process_next(line_user_id: str) -> str:
     with transaction.atomic():
         user = LineUser.objects.select_for_update(skip_locked=True).filter(line_user_id=line_user_id).first()
-        if user is None:
-            return "busy"
+        if user is None:  # held by another worker, or not created yet
+            return "busy" if LineUser.objects.filter(line_user_id=line_user_id).exists() else "new"
         event = selectors.inbox_next_pending(line_user_id=line_user_id).select_for_update().first()
         if event is None:
             return "empty"
@@ -245,8 +261,8 @@ def _inbox_process_next(line_user_id: str) -> str:
                 _delete_file(name)
             return _inbox_failed(event, error)
         if outbox_ids:
-            transaction.on_commit(lambda: wake_sender(outbox_ids), robust=True)
-        logger.info("inbox event %s (%s) %s", event.pk, event.event_type, outcome)
+            transaction.on_commit(lambda: _outbox_send_written(line_user_id, outbox_ids), robust=True)
+        logger.debug("inbox event %s (%s) %s", event.pk, event.event_type, outcome)
         return outcome
 
 
@@ -377,8 +393,7 @@ def _image_event(parsed: parse.Parsed, stored: list[str]) -> Event:
                 "size": parsed.declared_size,
             },
         )
-    with LineClient() as line:
-        content = line.message_content(parsed.message_id, max_bytes=max_bytes)  # never reads more
+    content = shared_client().message_content(parsed.message_id, max_bytes=max_bytes)  # never reads more
     result = content.result
     if not result.ok:
         if result.status is not None and 400 <= result.status < 500 and result.status != 429:
@@ -499,30 +514,55 @@ def outbox_send(*, ids: list[int] | None = None, now=None, batch_size: int = 5, 
     sending one row is that row's failed attempt (retried with back-off, given up after
     OUTBOX_MAX_ATTEMPTS); the run goes on with the other rows.
     """
-    clock = (lambda: now) if now is not None else timezone.now
-    deadline = time.monotonic() + budget_seconds
-    run = SendRun()
     users = None
     if ids is not None:
         users = set(OutboxMessage.objects.filter(pk__in=list(ids)).values_list("line_user_id", flat=True))
         if not users:
-            return run
-    with LineClient() as line:
-        while time.monotonic() < deadline:
-            claimed = _outbox_claim(users, clock(), batch_size)
-            if not claimed:
-                break
-            for row, mode in claimed:
-                try:
-                    outcome = _outbox_deliver(line, row, mode, clock())
-                except Exception as error:
-                    outcome = _outbox_crashed(row, error, clock())
-                setattr(run, outcome, getattr(run, outcome) + 1)
-            if run.deferred:
-                # LINE's limit is used up for now: claiming more would only put them back too.
-                # The next run (or the sweep) sends the rest.
-                break
+            return SendRun()
+    run, _out_of_time = _outbox_send_due(users, now=now, batch_size=batch_size, budget_seconds=budget_seconds)
     return run
+
+
+def _outbox_send_written(line_user_id: str, ids: list[int]) -> None:
+    """Send an event's new rows from the inbox worker, right after the event's commit.
+
+    Saves the second queue hop (the send_outbox task's dispatch, wait and claim), the same claim
+    and delivery as the sender task otherwise. What cannot be sent now keeps the fallbacks: rows
+    deferred by LINE's rate limit or waiting for a retry stay pending for the sweep, as in the
+    sender task; if this fails or runs out of time, the sender task is queued for the rows.
+    """
+    try:
+        _run, out_of_time = _outbox_send_due(
+            {line_user_id}, now=None, batch_size=1, budget_seconds=OUTBOX_WRITTEN_BUDGET_SECONDS
+        )
+    except Exception as error:
+        logger.warning("outbox %s: not sent by the inbox worker (%s)\n%s", ids, type(error).__name__, _trace(error))
+        out_of_time = True
+    if out_of_time:
+        wake_sender(ids)
+
+
+def _outbox_send_due(users, *, now, batch_size: int, budget_seconds: float) -> tuple[SendRun, bool]:
+    """Send the due rows of `users` (None: everyone's); and whether time ran out before the end."""
+    clock = (lambda: now) if now is not None else timezone.now
+    deadline = time.monotonic() + budget_seconds
+    run = SendRun()
+    line = shared_client()
+    while time.monotonic() < deadline:
+        claimed = _outbox_claim(users, clock(), batch_size)
+        if not claimed:
+            return run, False
+        for row, mode in claimed:
+            try:
+                outcome = _outbox_deliver(line, row, mode, clock())
+            except Exception as error:
+                outcome = _outbox_crashed(row, error, clock())
+            setattr(run, outcome, getattr(run, outcome) + 1)
+        if run.deferred:
+            # LINE's limit is used up for now: claiming more would only put them back too.
+            # The next run (or the sweep) sends the rest.
+            return run, False
+    return run, True
 
 
 def _reply_possible(row: OutboxMessage, now) -> bool:
@@ -614,7 +654,7 @@ def _sent(row: OutboxMessage, via: str, result: SendResult, now) -> str:
         line_request_id=request_id or "",
         last_error="",
     )
-    logger.info("outbox %s sent by %s (status %s)", row.pk, via, result.status)
+    logger.debug("outbox %s sent by %s (status %s)", row.pk, via, result.status)
     return "sent"
 
 

@@ -1,7 +1,8 @@
 """django-q2 tasks of the LINE channel: thin, take ids, call one service.
 
 * process_user_inbox(line_user_id): queued by the webhook after its commit (one per resident).
-* send_outbox(ids=None): queued after an inbox event's commit; None sends everything due.
+* send_outbox(ids=None): queued for rows written outside the inbox worker (notices, staff
+  resends), or for an event's rows the worker could not send itself; None sends everything due.
 * sweep_inbox(): scheduled every minute (migration 0002_sweep_schedule); wakes what a lost
   wake-up, a retry or a back-off left waiting.
 """

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -224,7 +226,7 @@ def read_capped(response, max_bytes: int) -> tuple[bytes, bool]:
 
 
 class LineClient:
-    """Use as a context manager: `with LineClient() as line: line.push(...)`."""
+    """Use as a context manager: `with LineClient() as line: line.push(...)`, or `shared_client()`."""
 
     def __init__(self):
         self._api_client = ApiClient(_configuration(settings.LINE_API_BASE_URL))
@@ -241,7 +243,8 @@ class LineClient:
     def close(self) -> None:
         for client in (self._api_client, self._blob_client):
             try:
-                client.close()
+                client.close()  # the SDK's thread pool only: its HTTP connections are cleared below
+                client.rest_client.pool_manager.clear()
             except Exception:  # noqa: S110 - closing pools must not hide the real outcome  # nosec B110
                 pass
 
@@ -406,3 +409,31 @@ class LineClient:
         request = RichMenuBulkUnlinkRequest(user_ids=list(user_ids))
         result, _response = self._call(self.messaging.unlink_rich_menu_id_from_users_with_http_info, request)
         return result
+
+
+SHARED_CLIENTS_KEPT = 4  # per process; more only when settings change (tests pointing at fake LINEs)
+_shared_lock = threading.Lock()
+_shared_clients: dict[tuple[int, str, str, str], LineClient] = {}
+
+
+def shared_client() -> LineClient:
+    """This process's client for the current LINE settings, kept with its connections (keep-alive).
+
+    A client per task meant a new TCP connection per call, and against api.line.me a TLS handshake
+    too (bench/README.md). Created lazily per process: the qcluster forks, and connections inherited
+    from the parent must never be used by the child (its entries are dropped, not closed: the
+    sockets are the parent's). Keyed by the hosts and the token, so a settings change gets a client
+    of its own. Not to be closed by the caller; the oldest is closed when more are kept than
+    SHARED_CLIENTS_KEPT. Thread-safe: urllib3 pools are.
+    """
+    key = (os.getpid(), settings.LINE_API_BASE_URL, settings.LINE_API_DATA_BASE_URL, settings.LINE_CHANNEL_ACCESS_TOKEN)
+    with _shared_lock:
+        client = _shared_clients.get(key)
+        if client is not None:
+            return client
+        if any(other[0] != key[0] for other in _shared_clients):
+            _shared_clients.clear()  # forked: the parent's connections are not ours to use or close
+        while len(_shared_clients) >= SHARED_CLIENTS_KEPT:
+            _shared_clients.pop(next(iter(_shared_clients))).close()
+        client = _shared_clients[key] = LineClient()
+        return client

@@ -147,7 +147,7 @@ def test_failing_event_is_retried_then_parked_and_later_events_continue(engine_c
         # The later event waits: the resident's order is kept while a retry may still succeed.
         assert InboxEvent.objects.get(pk=broken.pk + 1).status == "pending"
     run = services.inbox_process_user(line_user_id=USER)
-    assert run.outcomes == ["parked", "done", "empty"]
+    assert run.outcomes == ["parked", "done"]
     broken.refresh_from_db()
     assert broken.status == "failed" and broken.attempts == services.INBOX_MAX_ATTEMPTS
     # The exception's class and a fixed message: its text could quote what the resident sent.
@@ -340,7 +340,10 @@ def test_image_content_that_is_gone_is_asked_again_and_an_outage_is_retried(clie
 
     fake_line.fail_next(503, path_prefix="/v2/bot/message/55/content")
     fake_line.add_content("55", image_bytes("JPEG"), "image/jpeg")
-    image = {**text_event(phone.user, "x"), "message": {"id": "55", "type": "image", "contentProvider": {"type": "line"}}}
+    image = {
+        **text_event(phone.user, "x"),
+        "message": {"id": "55", "type": "image", "contentProvider": {"type": "line"}},
+    }
     store(image)
     run = services.inbox_process_user(line_user_id=phone.user)
     assert run.outcomes == ["retry"]
