@@ -345,12 +345,14 @@ def _residents_by_key(campaign: Campaign, keys: list[str]) -> dict[str, int]:
 def recipients_match(*, campaign: Campaign) -> int:
     """Match the campaign's unmatched recipients to residents (a resident may register after the
     import); the number of matched recipients."""
-    unmatched = CampaignRecipient.objects.filter(campaign=campaign, resident__isnull=True)
-    keys = list(unmatched.values_list("match_value", flat=True))
-    for start in range(0, len(keys), 1000):
-        chunk = keys[start : start + 1000]
-        for key, resident_id in _residents_by_key(campaign, chunk).items():
-            unmatched.filter(match_value=key).update(resident_id=resident_id)
+    unmatched = list(CampaignRecipient.objects.filter(campaign=campaign, resident__isnull=True).only("pk", "match_value"))
+    for start in range(0, len(unmatched), 1000):
+        chunk = unmatched[start : start + 1000]
+        residents = _residents_by_key(campaign, [recipient.match_value for recipient in chunk])
+        found = [recipient for recipient in chunk if recipient.match_value in residents]
+        for recipient in found:
+            recipient.resident_id = residents[recipient.match_value]
+        CampaignRecipient.objects.bulk_update(found, ["resident"])  # one statement per chunk, not per row
     return CampaignRecipient.objects.filter(campaign=campaign, resident__isnull=False).count()
 
 

@@ -175,3 +175,16 @@ def test_fixed_answers_must_cover_the_required_steps(campaign):
     with pytest.raises(ValidationError) as refused:
         campaign.full_clean()
     assert refused.value.message_dict["procedure"] == ["必須のステップ「受取方法」（method）の回答がありません。"]
+
+
+def test_matching_costs_the_same_statements_for_ten_rows_or_a_hundred(
+    campaign, staff, attribute, django_assert_max_num_queries
+):
+    for number in range(100):
+        eligible_resident(number, f"E{number:04d}", attribute)
+    rows = [f"E{number:04d}" for number in range(100)]
+    CampaignRecipient.objects.bulk_create(
+        CampaignRecipient(campaign=campaign, row_number=index + 2, match_value=key) for index, key in enumerate(rows)
+    )
+    with django_assert_max_num_queries(6):
+        assert campaigns.recipients_match(campaign=campaign) == 100
