@@ -109,6 +109,9 @@ def rich_menus_deploy_all(*, actor=None, now: datetime) -> list[RichMenuDeployme
     """Deploy every complete menu again (the demo's fake LINE forgets its menus when it restarts)."""
     deployments = []
     for menu in RichMenu.objects.order_by("id"):
+        menu.refresh_from_db(fields=["deployed_at"])
+        if menu.deployed_at == now:
+            continue  # deployed a moment ago by this loop, as the target of a tab it deployed
         if not services.rich_menu_problems(menu):
             try:
                 deployments.append(rich_menu_deploy(menu_id=menu.pk, actor=actor, now=now))

@@ -6,7 +6,7 @@ import pytest
 
 from broadcasts.richmenu import services, tasks
 from broadcasts.richmenu.demo import demo_rich_menus_load
-from broadcasts.richmenu.models import RichMenu, RichMenuArea
+from broadcasts.richmenu.models import RichMenu, RichMenuArea, RichMenuDeployment
 from broadcasts.tests.richmenu_fixtures import richmenu_settings  # noqa: F401 (fixture)
 from procedures.demo import load_demo
 
@@ -37,13 +37,20 @@ def test_make_runs_task_deploys_every_demo_menu_to_a_fresh_fake_line(richmenu_se
     load_demo()
     demo_rich_menus_load()
 
-    assert tasks.rich_menus_deploy_all_task() >= 3
+    tasks.rich_menus_deploy_all_task()
+    # each menu deployed once (a tab's target goes first, within the tab's own deploy)
+    assert sorted(RichMenuDeployment.objects.values_list("menu__name", "status")) == [
+        ("子育てタブ（デモ）", "succeeded"),
+        ("市のメニュー（デモ）", "succeeded"),
+        ("災害時メニュー（デモ）", "succeeded"),
+    ]
     city = RichMenu.objects.get(role=RichMenu.Role.DEFAULT)
     assert all(menu.line_rich_menu_id for menu in RichMenu.objects.all())
     assert fake_line.default_rich_menu_id == city.line_rich_menu_id
 
     # The fake LINE forgets its menus when make run restarts it: deploying again just works.
     fake_line.reset()
-    assert tasks.rich_menus_deploy_all_task() >= 3
+    tasks.rich_menus_deploy_all_task()
+    assert RichMenuDeployment.objects.filter(status="succeeded").count() == 6
     city.refresh_from_db()
     assert fake_line.default_rich_menu_id == city.line_rich_menu_id
