@@ -32,9 +32,11 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from messaging.models import LineFollowEvent, LineUser
+from procedures.services import ProblemsError
 from residents import line_selectors
 from residents.line_services import RESIDENT_MESSAGE_MAX, ResidentMessageRefused, resident_message_send
 from residents.models import Attribute, Category, ProfileChange, Resident, ResidentAttributeValue
+from residents.receive_settings import receive_settings_procedure, receive_settings_procedure_create
 from residents.segments import segment_residents
 from residents.selectors import resident_profile, resident_profile_changes
 from staff import policy
@@ -306,6 +308,36 @@ class CategoryAdmin(FixedKeyAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
     @admin.display(description=gettext_lazy("選んだ住民"), ordering="chosen_by")
     def resident_count(self, obj):
         return obj.chosen_by
+
+    change_list_template = "admin/residents/category/change_list.html"
+
+    def changelist_view(self, request, extra_context=None):
+        procedure = receive_settings_procedure()
+        extra = {"receive_settings_procedure": procedure, **(extra_context or {})}
+        return super().changelist_view(request, extra)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.receive_settings_create_view)
+        return [path("receive-settings/", view, name="residents_category_receive_settings")] + super().get_urls()
+
+    def receive_settings_create_view(self, request):
+        """Create the ready-made 受信設定 procedure from the categories (and the 地区 attribute)."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            try:
+                procedure = receive_settings_procedure_create(actor=request.user)
+            except ProblemsError as error:
+                for message in error.messages:
+                    messages.error(request, message)
+            else:
+                messages.success(
+                    request,
+                    _("受信設定の手続き「%(name)s」を作成して公開しました。住民は「受信設定」と送ると始められます。")
+                    % {"name": procedure.name},
+                )
+                return HttpResponseRedirect(reverse("admin:procedures_procedure_change", args=[procedure.pk]))
+        return HttpResponseRedirect(reverse("admin:residents_category_changelist"))
 
 
 def choices_text(choices) -> str:

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from procedures.engine.types import Event
-from procedures.models import Application
+from procedures.models import Application, Procedure
 from procedures.services import COMPLETION_CODE, ProblemsError, conversation_handle
 from procedures.spec import parse_spec
 from procedures.tests.factories import DepartmentFactory
@@ -181,3 +181,29 @@ def test_the_demo_has_the_categories_attributes_and_a_mapped_receive_settings_pr
         {"value": "no", "label": "いない"},
     ]
     assert not any(result.created for result in load_demo())
+
+
+def test_a_system_administrator_creates_it_from_the_category_list(city, admin_client):
+    page = admin_client.get("/admin/residents/category/").content.decode()
+    assert "受信設定の手続きを作成" in page
+
+    response = admin_client.post("/admin/residents/category/receive-settings/")
+
+    procedure = Procedure.objects.get(receipt_prefix=RECEIVE_SETTINGS_PREFIX)
+    assert response.status_code == 302 and response["Location"].endswith(f"/procedure/{procedure.pk}/change/")
+    assert procedure.is_open and not procedure.needs_staff_review
+    assert "受信設定の手続きを開く" in admin_client.get("/admin/residents/category/").content.decode()
+    again = admin_client.post("/admin/residents/category/receive-settings/", follow=True)
+    assert "すでにあります" in again.content.decode()
+    assert Procedure.objects.filter(receipt_prefix=RECEIVE_SETTINGS_PREFIX).count() == 1
+
+
+def test_department_staff_cannot_create_it(city, client):
+    from procedures.tests.factories import StaffUserFactory
+    from staff.models import Role, StaffMembership
+
+    user = StaffUserFactory(username="dept-staff", is_superuser=False)
+    StaffMembership.objects.create(user=user, role=Role.DEPARTMENT_STAFF, department=DepartmentFactory(code="x"))
+    client.force_login(user)
+    assert client.post("/admin/residents/category/receive-settings/").status_code == 403
+    assert not Procedure.objects.filter(receipt_prefix=RECEIVE_SETTINGS_PREFIX).exists()
