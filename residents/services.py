@@ -151,15 +151,7 @@ def resident_attributes_set(
             continue
         attribute = attributes[key]
         _rows_replace(resident, attribute, value)
-        ProfileChange.objects.create(
-            resident=resident,
-            attribute=attribute,
-            previous=previous,
-            value=value,
-            source=source,
-            source_detail=source_detail[:200],
-            changed_at=now,
-        )
+        _change_record(resident, attribute, previous, value, source, source_detail, now)
         changed.append(key)
     return changed
 
@@ -195,13 +187,18 @@ def resident_categories_set(
     )
     Resident.objects.filter(pk=locked.pk).update(receive_settings_at=now)
     resident.receive_settings_at = now
+    _change_record(locked, None, previous, value, source, source_detail, now)
+    return True
+
+
+def _change_record(resident, attribute, previous, value, source: str, source_detail: str, now) -> None:
+    """One line of the profile's history (attribute None: the receive categories)."""
     ProfileChange.objects.create(
-        resident=locked,
-        attribute=None,
+        resident=resident,
+        attribute=attribute,
         previous=previous,
         value=value,
         source=source,
         source_detail=source_detail[:200],
         changed_at=now,
     )
-    return True
