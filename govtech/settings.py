@@ -14,7 +14,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from govtech.env import env_bool, env_fernet_keys, env_int, env_list, env_str
+from govtech.env import env_bool, env_fernet_keys, env_int, env_list, env_log_level, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("GOVTECH_VAR_DIR", str(BASE_DIR / "var")))
@@ -331,12 +331,16 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_log_level("LOG_LEVEL", "INFO")},
     # At DEBUG these two write residents' answers: the template engine logs a whole template context
     # whenever a variable is missing (the reveal page's holds the answers), and the database layer
     # logs every query with its parameters (when DEBUG is on). LOG_LEVEL=DEBUG must not turn them on.
     "loggers": {
         "django.template": {"level": "INFO"},
         "django.db.backends": {"level": "INFO"},
+        # django-q2 logs a line at INFO for every task queued and every task run: on the webhook's
+        # path a line per event. Failures are WARNING and above; Q_LOG_LEVEL=INFO brings the lines
+        # back. (Q_CLUSTER's own log_level applies only when no logging is configured.)
+        "django-q": {"level": env_log_level("Q_LOG_LEVEL", "WARNING")},
     },
 }

@@ -15,7 +15,7 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
-from govtech.env import env_bool, env_int, env_list, env_str
+from govtech.env import env_bool, env_int, env_list, env_log_level, env_str
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_PREFIXES = ("DJANGO_", "GOVTECH_", "DATABASE_", "REDIS_", "LINE_", "Q_", "DEMO_")
@@ -133,6 +133,13 @@ def test_env_list_and_str(monkeypatch):
     assert env_str("X", "fallback") == "fallback"
 
 
+def test_env_log_level_reads_any_case_and_defaults_when_empty(monkeypatch):
+    monkeypatch.setenv("X", " warning ")
+    assert env_log_level("X", "INFO") == "WARNING"
+    monkeypatch.setenv("X", "")
+    assert env_log_level("X", "INFO") == "INFO"
+
+
 # --------------------------------------------------------------------------
 # Settings as a deployment sees them.
 # --------------------------------------------------------------------------
@@ -187,7 +194,14 @@ def test_demo_mode_keeps_a_generated_secret_key_on_disk(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"), [("DJANGO_DEBUG", "maybe"), ("Q_WORKERS", "0"), ("DATABASE_CONN_MAX_AGE", "soon")]
+    ("variable", "value"),
+    [
+        ("DJANGO_DEBUG", "maybe"),
+        ("Q_WORKERS", "0"),
+        ("DATABASE_CONN_MAX_AGE", "soon"),
+        ("LOG_LEVEL", "verbose"),
+        ("Q_LOG_LEVEL", "INFOO"),
+    ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, variable, value):
     env = production_env(tmp_path, **{variable: value})
