@@ -303,3 +303,41 @@ def test_outbox_admin_shows_payload_and_error_and_resends(fake_line, admin_clien
     services.outbox_send()
     row.refresh_from_db()
     assert row.status == "sent" and retry_keys(fake_line) == [str(row.retry_key)] * 2
+
+
+def test_a_residents_queue_is_claimed_from_its_head_exactly_as_the_everyone_query_would():
+    """The sender's per-resident claim (`_outbox_queue_heads`) and the sweep's (`outbox_due`) agree.
+
+    Random queues of unsent, sent, failed and unknown rows, due or not, leases live or expired:
+    for each the resident's claimable row is the same, and it is never one behind an unsent row.
+    """
+    import random
+
+    rng = random.Random(20261203)
+    now = timezone.now()
+    users = [user_id(900 + number) for number in range(6)]
+    for _round in range(25):
+        OutboxMessage.objects.all().delete()
+        for user in users:
+            for _row in range(rng.randint(0, 4)):
+                row = queue(user)
+                row.status = rng.choice(["pending", "pending", "sending", "sent", "failed", "unknown"])
+                row.next_attempt_at = now + timedelta(seconds=rng.choice([-60, -1, 30]))
+                row.lease_until = now + timedelta(seconds=rng.choice([-5, 60])) if row.status == "sending" else None
+                row.save()
+        expected = set(
+            services.selectors.outbox_due(now=now).filter(line_user_id__in=users).values_list("id", flat=True)
+        )
+        heads = {row.pk for row in services._outbox_queue_heads(set(users), now, batch_size=len(users))}
+        assert heads == expected
+        assert len({OutboxMessage.objects.get(pk=pk).line_user_id for pk in heads}) == len(heads)
+
+
+def test_a_row_waiting_for_its_retry_holds_back_the_residents_later_rows(fake_line):
+    first, later = queue(texts=("一通目",)), queue(texts=("二通目",))
+    OutboxMessage.objects.filter(pk=first.pk).update(next_attempt_at=timezone.now() + timedelta(minutes=1))
+    other = queue(user_id(950), texts=("別の住民",))
+    run = services.outbox_send(ids=[later.pk, other.pk])
+    assert run.sent == 1
+    assert OutboxMessage.objects.get(pk=later.pk).status == "pending"
+    assert OutboxMessage.objects.get(pk=other.pk).status == "sent"

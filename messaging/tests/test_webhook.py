@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from django.db import OperationalError
-from django.db.models.query import QuerySet
+from django.db import OperationalError, connection
 from django.urls import reverse
 
 from messaging.line.fakeline import sign_webhook, validate_webhook_body
@@ -26,6 +25,7 @@ SECRET = "test-channel-secret"
 ACCESS_TOKEN = "test-channel-access-token"
 DESTINATION = "U0123456789abcdef0123456789abcdef"
 USER = "U4af4980629aaaaaaaaaaaaaaaaaaaaaa"  # the user of the fixture files
+OTHER_USER = "U" + "b" * 32
 _event_numbers = itertools.count(1)
 _message_numbers = itertools.count(700000000000000001)
 
@@ -382,14 +382,31 @@ def test_redelivered_event_is_stored_once(client):
     assert InboxEvent.objects.filter(webhook_event_id=payload["events"][0]["webhookEventId"]).count() == 1
 
 
-def test_database_unavailable_answers_503_and_stores_nothing(client, monkeypatch, wakeups):
-    def database_down(*args, **kwargs):
+def test_a_request_is_stored_by_one_statement_all_events_or_none(client, wakeups, django_capture_on_commit_callbacks):
+    statements = []
+
+    def record(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    events = [text_event(USER, "一つ目"), text_event(OTHER_USER, "二つ目"), text_event(USER, "三つ目")]
+    with django_capture_on_commit_callbacks(execute=True), connection.execute_wrapper(record):
+        assert post_webhook(client, callback(*events)).status_code == 200
+    assert len(statements) == 1 and statements[0].startswith("INSERT INTO")  # atomic without a transaction block
+    stored = InboxEvent.objects.order_by("id")
+    assert [row.payload["message"]["text"] for row in stored] == ["一つ目", "二つ目", "三つ目"]
+    assert {row.line_user_id for row in stored} == {USER, OTHER_USER}
+    assert all(row.received_at is not None and row.status == "pending" for row in stored)
+    assert sorted(wakeups) == [("messaging.tasks.process_user_inbox", user) for user in sorted([USER, OTHER_USER])]
+
+
+def test_database_unavailable_answers_503_and_stores_nothing(client, wakeups):
+    def database_down(execute, sql, params, many, context):
         raise OperationalError("could not connect to server")
 
-    monkeypatch.setattr(QuerySet, "bulk_create", database_down)
-    response = post_webhook(client, fixture_body("text_message"))
+    with connection.execute_wrapper(database_down):
+        response = post_webhook(client, callback(text_event(USER, "一つ目"), text_event(USER, "二つ目")))
     assert response.status_code == 503
-    monkeypatch.undo()
     assert InboxEvent.objects.count() == 0
     assert wakeups == []
 
@@ -411,3 +428,24 @@ def test_a_nul_character_does_not_cost_the_whole_request(client):
     stored = InboxEvent.objects.get(webhook_event_id=odd["webhookEventId"])
     assert stored.status == "pending" and stored.payload["message"]["text"] == "a\ufffdb"
     assert InboxEvent.objects.filter(webhook_event_id=good["webhookEventId"]).exists()
+
+
+def test_a_request_too_large_for_one_statement_is_stored_in_one_transaction_all_or_none(client, monkeypatch):
+    monkeypatch.setattr("messaging.services.INBOX_INSERT_MAX_PARAMETERS", 30)  # two rows per statement
+    events = [text_event(USER, f"{number} 通目") for number in range(5)]
+    assert post_webhook(client, callback(*events)).status_code == 200
+    assert sorted(row.payload["message"]["text"] for row in InboxEvent.objects.all()) == [f"{n} 通目" for n in range(5)]
+
+    statements = []
+
+    def third_statement_fails(execute, sql, params, many, context):
+        if sql.startswith("INSERT INTO"):
+            statements.append(sql)
+            if len(statements) == 3:
+                raise OperationalError("server closed the connection unexpectedly")
+        return execute(sql, params, many, context)
+
+    later = [text_event(USER, f"次の {number} 通目") for number in range(5)]
+    with connection.execute_wrapper(third_statement_fails):
+        assert post_webhook(client, callback(*later)).status_code == 503
+    assert len(statements) == 3 and InboxEvent.objects.count() == 5  # the first two statements were undone
