@@ -9,8 +9,8 @@ Run from the project root (see bench/README.md for what the figures mean):
 Two gunicorn servers with the same settings (`-w 2`, sync workers, 127.0.0.1):
 
 * app: `govtech.wsgi`, the production code path (GOVTECH_TESTING unset, PostgreSQL, Redis broker):
-  middleware, signature check, body checks, one transaction inserting the InboxEvent rows, and
-  after the commit one django-q2 wake-up per resident pushed into Redis. No qcluster runs, so the
+  middleware, signature check, body checks, one INSERT statement storing the InboxEvent rows, and
+  after it one django-q2 wake-up per resident pushed into Redis. No qcluster runs, so the
   wake-ups stay in the Redis list (pushing them is part of the cost); they are counted, checked
   and flushed at the end.
 * bare: `bench.bare_webhook_app`, signature check + JSON parse + one INSERT per request (psycopg,
