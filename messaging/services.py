@@ -665,7 +665,7 @@ def _outbox_claim(users, now, batch_size: int) -> list[tuple[OutboxMessage, str]
         return claimed
 
 
-OUTBOX_QUEUE_LOCKED_AT_MOST = 100
+OUTBOX_QUEUE_PAGE = 100
 
 
 def _outbox_queue_heads(users, now, batch_size: int) -> list[OutboxMessage]:
@@ -673,21 +673,31 @@ def _outbox_queue_heads(users, now, batch_size: int) -> list[OutboxMessage]:
 
     Their unsent rows are locked in id order (FOR UPDATE, waiting: every sender locks in that
     order, so two never deadlock, and the wait is one claim's short transaction), then each queue
-    is read from its head and stops at its first row that is not due: that row holds back the
-    rest, as the NOT EXISTS of `outbox_due` does. Skipping locked rows here could send a later row
-    before an earlier one that another sender is claiming.
+    is read from its head: its first row is claimed if it is due, and otherwise holds back the
+    rest, as the NOT EXISTS of `outbox_due` does. One row per resident per claim, as there.
+    Skipping locked rows here could send a later row before an earlier one that another sender is
+    claiming. Read in pages, each without the residents already decided, so a long queue held
+    back never hides another resident's due row.
     """
-    rows = selectors.outbox_queue_of(line_user_ids=users).select_for_update()[:OUTBOX_QUEUE_LOCKED_AT_MOST]
-    heads, held_back = [], set()
-    for row in rows:
-        if row.line_user_id in held_back:
-            continue
-        if not selectors.outbox_row_is_due(row, now):
-            held_back.add(row.line_user_id)
-            continue
-        heads.append(row)
-        held_back.add(row.line_user_id)  # one row per resident per claim, as with outbox_due
-        if len(heads) == batch_size:
+    undecided = set(users)
+    heads: list[OutboxMessage] = []
+    after_id = 0
+    while undecided and len(heads) < batch_size:
+        page = list(
+            selectors.outbox_queue_of(line_user_ids=undecided)
+            .filter(id__gt=after_id)
+            .select_for_update()[:OUTBOX_QUEUE_PAGE]
+        )
+        for row in page:
+            after_id = row.pk
+            if row.line_user_id not in undecided:
+                continue  # behind this resident's head
+            undecided.discard(row.line_user_id)
+            if selectors.outbox_row_is_due(row, now):
+                heads.append(row)
+                if len(heads) == batch_size:
+                    break
+        if len(page) < OUTBOX_QUEUE_PAGE:
             break
     return heads
 

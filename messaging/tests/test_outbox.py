@@ -341,3 +341,13 @@ def test_a_row_waiting_for_its_retry_holds_back_the_residents_later_rows(fake_li
     assert run.sent == 1
     assert OutboxMessage.objects.get(pk=later.pk).status == "pending"
     assert OutboxMessage.objects.get(pk=other.pk).status == "sent"
+
+
+def test_a_long_queue_held_back_does_not_hide_another_residents_due_row(fake_line, monkeypatch):
+    monkeypatch.setattr(services, "OUTBOX_QUEUE_PAGE", 5)  # pages of 5 rows: the held queue spans three
+    held = [queue(texts=(f"{number} 通目",)) for number in range(12)]
+    OutboxMessage.objects.filter(pk=held[0].pk).update(next_attempt_at=timezone.now() + timedelta(minutes=1))
+    other = queue(user_id(951), texts=("別の住民",))
+    run = services.outbox_send(ids=[held[-1].pk, other.pk])
+    assert run.sent == 1 and OutboxMessage.objects.get(pk=other.pk).status == "sent"
+    assert not OutboxMessage.objects.filter(line_user_id=USER, status="sent").exists()
