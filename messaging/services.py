@@ -181,17 +181,22 @@ def _inbox_insert_new(rows: list[InboxEvent]) -> None:
     fields = [field for field in meta.concrete_fields if not field.primary_key]
     connection = transaction.get_connection()
     quote = connection.ops.quote_name
-    max_parameters = min(connection.features.max_query_params or INBOX_INSERT_MAX_PARAMETERS, INBOX_INSERT_MAX_PARAMETERS)
+    max_parameters = min(
+        connection.features.max_query_params or INBOX_INSERT_MAX_PARAMETERS, INBOX_INSERT_MAX_PARAMETERS
+    )
     per_statement = max(max_parameters // len(fields), 1)
     # Only the model's own table and column names (quoted) and placeholders go into the text.
+    table = quote(meta.db_table)
     columns = ", ".join(quote(field.column) for field in fields)
     one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     with transaction.atomic() if len(rows) > per_statement else contextlib.nullcontext():
         for start in range(0, len(rows), per_statement):
             batch = rows[start : start + per_statement]
-            values = [field.get_db_prep_save(field.pre_save(row, True), connection) for row in batch for field in fields]
+            values = [
+                field.get_db_prep_save(field.pre_save(row, True), connection) for row in batch for field in fields
+            ]
             values_sql = ", ".join([one_row] * len(batch))
-            sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {values_sql} ON CONFLICT DO NOTHING"  # noqa: S608
+            sql = f"INSERT INTO {table} ({columns}) VALUES {values_sql} ON CONFLICT DO NOTHING"  # noqa: S608  # nosec B608
             with connection.cursor() as cursor:
                 cursor.execute(sql, values)
 
