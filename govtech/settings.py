@@ -243,10 +243,11 @@ else:
     Q_CLUSTER["orm"] = "default"
 Q_CLUSTER["retry"] = max(Q_CLUSTER["retry"], Q_CLUSTER["timeout"] + 1)
 
+# Django's backends plus the atomic counter LINE's rate limiter uses (govtech/cache.py).
 CACHES = (
-    {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    {"default": {"BACKEND": "govtech.cache.RedisCache", "LOCATION": REDIS_URL}}
     if REDIS_URL
-    else {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    else {"default": {"BACKEND": "govtech.cache.LocMemCache"}}
 )
 
 # Conversations: how long an idle session lives before it expires.

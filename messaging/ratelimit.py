@@ -1,10 +1,10 @@
 """LINE's per-channel rate limits, shared by every sender process through Django's cache.
 
 A fixed-window counter: the calls of one operation in one window are counted under the key
-`line-rate:<operation>:<window number>`. `cache.add` creates the counter atomically (only the
-first caller of a window wins) and `cache.incr` counts atomically after that, so on Redis every
-worker process draws on the same counters. With LocMem (the local demo, tests) the counters are
-per process: right for one process, too generous for several (deployments set REDIS_URL).
+`line-rate:<operation>:<window number>`, with the cache's atomic `incr_or_create`
+(govtech/cache.py), so on Redis every worker process draws on the same counters in one round trip.
+With LocMem (the local demo, tests) the counters are per process: right for one process, too
+generous for several (deployments set REDIS_URL).
 
 A caller is never made to sleep: `acquire` answers at once with how long to wait, and the sender
 puts the row back until then, so the worker stays free for other work.
@@ -49,13 +49,7 @@ def acquire(operation: str, *, now: float | None = None) -> float:
     key = f"line-rate:{counter}:{window}"
     # The key lives a little longer than its window, so a late caller still finds it; after
     # that it expires by itself (a new window has a new key, nothing needs resetting).
-    if cache.add(key, 1, timeout=window_seconds + 1):
-        count = 1
-    else:
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired already: this caller is over a second late for its window
-            count = limit + 1  # so it asks again, with the time of the window it is really in
+    count = cache.incr_or_create(key, timeout=window_seconds + 1)
     if count <= limit:
         return 0.0
     wait = (window + 1) * window_seconds - now

@@ -149,7 +149,7 @@ def test_defaults_are_sqlite_orm_broker_and_debug_off(tmp_path):
     values = settings_values(tmp_path, DJANGO_SECRET_KEY=secrets.token_urlsafe(64))
     assert values["engine"] == "django.db.backends.sqlite3"
     assert values["q"] == {"orm": "default"}
-    assert values["cache"] == "django.core.cache.backends.locmem.LocMemCache"
+    assert values["cache"] == "govtech.cache.LocMemCache"
     assert values["debug"] is False
     # Outside demo and tests, security is on unless switched off explicitly.
     assert values["secure"] is True
@@ -172,7 +172,7 @@ def test_redis_url_switches_the_task_broker_and_the_cache_to_redis(tmp_path):
         tmp_path, DJANGO_SECRET_KEY=secrets.token_urlsafe(64), REDIS_URL="redis://redis.internal:6379/0"
     )
     assert values["q"] == {"redis": "redis://redis.internal:6379/0"}
-    assert values["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert values["cache"] == "govtech.cache.RedisCache"
 
 
 def test_missing_secret_key_outside_demo_and_tests_refuses_to_start(tmp_path):
