@@ -41,7 +41,7 @@ from PIL import Image, ImageOps
 
 from broadcasts.models import BROADCAST_MAX_MESSAGES
 from govtech.images import sniff_image
-from messaging.line.fakeline.validation import load_specs
+from messaging.line.openapi.validation import load_specs
 from messaging.line.render import (
     ALT_TEXT_MAX,
     BUTTONS_ACTIONS_MAX,

@@ -80,3 +80,12 @@ def test_import_contracts_cover_the_pure_engine():
         c["source_modules"].split() == ["procedures"] and "messaging" in c["forbidden_modules"].split()
         for c in contracts
     )
+
+
+def test_no_product_package_may_import_the_fake_line():
+    config = configparser.ConfigParser()
+    config.read(ROOT / ".importlinter", encoding="utf-8")
+    contract = config["importlinter:contract:fake-line-only-for-tests"]
+    assert contract["forbidden_modules"].split() == ["messaging.line.fakeline"]
+    assert set(contract["source_modules"].split()) == set(config["importlinter"]["root_packages"].split())
+    assert all(line.startswith(("messaging.line.fakeline.", "messaging.management.commands.fakeline ", "*.tests.")) for line in contract["ignore_imports"].split("\n") if line)

@@ -20,7 +20,7 @@ from broadcasts.tests.richmenu_fixtures import (
     segment_of,
 )
 from messaging.line.client import LineClient
-from messaging.line.fakeline.validation import HOST_DATA
+from messaging.line.openapi.validation import HOST_DATA
 from procedures.tests.factories import ProcedureFactory, StaffUserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("richmenu_settings")]

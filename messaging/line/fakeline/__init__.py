@@ -5,9 +5,7 @@ validates every request against LINE's official OpenAPI specs (``messaging.line.
 live in ``messaging.line.fakeline.pytest_plugin``.
 """
 
-from .server import FakeLinePlatform, FakeLineServer, Response, rich_menu_image_errors
-from .state import Call
-from .validation import (
+from messaging.line.openapi.validation import (
     HOST_API,
     HOST_DATA,
     ErrorDetail,
@@ -16,6 +14,9 @@ from .validation import (
     sign_webhook,
     validate_webhook_body,
 )
+
+from .server import FakeLinePlatform, FakeLineServer, Response, rich_menu_image_errors
+from .state import Call
 
 __all__ = [
     "HOST_API",

@@ -30,6 +30,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from messaging.line.openapi.validation import (
+    HOST_API,
+    HOST_DATA,
+    HOST_NAMES,
+    ErrorDetail,
+    Operation,
+    SpecSet,
+    load_specs,
+)
+
 from .control import FakeLineControl
 from .state import (
     DEFAULT_ERROR_BODIES,
@@ -40,7 +50,6 @@ from .state import (
     FakeLineState,
     Injection,
 )
-from .validation import HOST_API, HOST_DATA, HOST_NAMES, ErrorDetail, Operation, SpecSet, load_specs
 
 RICH_MENU_IMAGE_MAX_BYTES = 1_000_000  # LINE: "Max file size: 1 MB" (the stricter reading)
 RICH_MENU_IMAGE_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG"}

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .validation import ErrorDetail
+from messaging.line.openapi.validation import ErrorDetail
 
 #: LINE recommends using a reply token within one minute of receiving the webhook.
 REPLY_TOKEN_TTL_SECONDS = 60.0

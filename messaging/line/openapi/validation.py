@@ -6,13 +6,14 @@ enforced: LINE models polymorphism as "base schema with a ``discriminator`` + co
 honours discriminators next to ``oneOf``/``anyOf``/``allOf``, so on its own it would accept
 ``{"type": "bogus"}`` as a ``Message``. Pre-processing therefore, for every discriminated schema ``S``:
 
-* copies ``S`` without its discriminator to ``S__fakeline_base``;
-* makes ``S`` dispatch (custom keyword ``x-fakeline-discriminator``) to the concrete schema selected by the
+* copies ``S`` without its discriminator to ``S__discriminated_base``;
+* makes ``S`` dispatch (custom keyword ``x-line-discriminator``) to the concrete schema selected by the
   discriminator's mapping (unknown or missing value → validation error; in lenient mode an unknown value is
   validated against the base only);
-* points the concrete schemas' ``allOf: [$ref S]`` at ``S__fakeline_base`` (no infinite recursion).
+* points the concrete schemas' ``allOf: [$ref S]`` at ``S__discriminated_base`` (no infinite recursion).
 
-Everything here is pure Python (no Django) so a future local "LINE simulator" can reuse it.
+Pure Python (no Django). Used by the fake LINE (messaging/line/fakeline/), which checks every request it
+gets, and by the broadcast composer, which checks staff's raw Flex JSON before it is saved.
 """
 
 from __future__ import annotations
@@ -50,10 +51,10 @@ DATA_SERVER_URL = "https://api-data.line.me"
 ROUTED_SPECS = ("messaging-api", "insight", "manage-audience")
 WEBHOOK_SPEC = "webhook"
 
-BASE_SUFFIX = "__fakeline_base"
-DISPATCH_KEYWORD = "x-fakeline-discriminator"
+BASE_SUFFIX = "__discriminated_base"
+DISPATCH_KEYWORD = "x-line-discriminator"
 _SCHEMA_PREFIX = "#/components/schemas/"
-_URI_PREFIX = "urn:fakeline:line-openapi:"
+_URI_PREFIX = "urn:govtech:line-openapi:"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -220,7 +221,7 @@ def prepare_discriminators(doc: dict[str, Any], rules: Mapping[str, Mapping[str,
                     item["$ref"] = base_ref
                     inherits = True
             if not inherits:  # concrete schema that does not restate the base: validate both
-                combined = f"{target_name}__fakeline_with_{name}"
+                combined = f"{target_name}__with_{name}"
                 schemas[combined] = {"allOf": [{"$ref": base_ref}, {"$ref": target_ref}]}
                 target_ref = _SCHEMA_PREFIX + combined
             mapping[value] = target_ref
@@ -365,7 +366,7 @@ def _build_operations(spec: LoadedSpec) -> list[Operation]:
                 p = _resolve_local(doc, raw)
                 schema_ref = None
                 if "schema" in p:
-                    schema_ref = spec.add_schema(f"__fakeline_param_{op_id}_{p['in']}_{p['name']}", p["schema"])
+                    schema_ref = spec.add_schema(f"__param_{op_id}_{p['in']}_{p['name']}", p["schema"])
                 params[(p["name"], p["in"])] = Parameter(
                     name=p["name"],
                     location=p["in"],
@@ -377,7 +378,7 @@ def _build_operations(spec: LoadedSpec) -> list[Operation]:
             for index, (media_type, media_obj) in enumerate((body.get("content") or {}).items()):
                 ref = None
                 if media_obj and "schema" in media_obj:
-                    ref = spec.add_schema(f"__fakeline_body_{op_id}_{index}", media_obj["schema"])
+                    ref = spec.add_schema(f"__body_{op_id}_{index}", media_obj["schema"])
                 media.append((media_type.lower(), ref))
             statuses = sorted(int(s) for s in op.get("responses", {}) if str(s).isdigit() and str(s).startswith("2"))
             security = op.get("security", default_security)
@@ -517,7 +518,7 @@ class SpecSet:
         schema = (response.get("content") or {}).get("application/json", {}).get("schema")
         if schema is None:
             return []
-        name = f"__fakeline_response_{op.operation_id}_{status}"
+        name = f"__response_{op.operation_id}_{status}"
         with spec._lock:
             if name not in spec.doc["components"]["schemas"]:
                 spec.add_schema(name, schema)
