@@ -51,6 +51,9 @@ RICH_MENU_DISASTER_MODE = "rich_menu.disaster_mode"
 CAMPAIGN_IMPORT = "campaign.import"
 CAMPAIGN_SEND = "campaign.send"
 CAMPAIGN_EXPORT = "campaign.export"
+SEGMENT_CREATE = "segment.create"
+SEGMENT_CHANGE = "segment.change"
+SEGMENT_DELETE = "segment.delete"
 
 LABELS = {
     LOGIN: _("ログイン"),
@@ -98,6 +101,9 @@ LABELS = {
     CAMPAIGN_IMPORT: _("キャンペーン対象者の取り込み"),
     CAMPAIGN_SEND: _("キャンペーンの送信"),
     CAMPAIGN_EXPORT: _("キャンペーン結果の書き出し"),
+    SEGMENT_CREATE: _("セグメントの作成"),
+    SEGMENT_CHANGE: _("セグメントの変更"),
+    SEGMENT_DELETE: _("セグメントの削除"),
 }
 
 

@@ -13,6 +13,7 @@ import json
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.forms.fields import InvalidJSONInput
 from django.http import JsonResponse
 from django.urls import path, reverse
@@ -29,6 +30,7 @@ from residents.segments import (
     rules_problems,
     segment_residents,
 )
+from residents.services import segment_delete, segment_save
 from staff import policy
 from staff.mixins import ScopedAdminMixin
 
@@ -214,9 +216,15 @@ class SegmentAdmin(ScopedAdminMixin, admin.ModelAdmin):
         return initial
 
     def save_model(self, request, obj, form, change):
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+        segment_save(segment=obj, actor=request.user, changed_fields=form.changed_data, request=request)
+
+    def delete_model(self, request, obj):
+        segment_delete(segment=obj, actor=request.user, request=request)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for segment in queryset:
+                segment_delete(segment=segment, actor=request.user, request=request)
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         extra = dict(extra_context or {})

@@ -1,4 +1,5 @@
-"""Writes for residents: profile attributes and receive categories (受信設定), each change kept in history."""
+"""Writes for residents: profile attributes and receive categories (受信設定), each change kept in history;
+segments, each change audit-logged."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from audit import actions as audit_actions
+from audit.services import audit_record
 from residents.models import (
     Attribute,
     Category,
@@ -16,6 +19,7 @@ from residents.models import (
     Resident,
     ResidentAttributeValue,
     ResidentCategory,
+    Segment,
 )
 from residents.selectors import (
     TEXT_VALUE_MAX,
@@ -202,3 +206,44 @@ def _change_record(resident, attribute, previous, value, source: str, source_det
         source_detail=source_detail[:200],
         changed_at=now,
     )
+
+
+# --------------------------------------------------------------------------
+# Segments
+# --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def segment_save(*, segment: Segment, actor, changed_fields: list[str], request=None) -> Segment:
+    """Save a segment a staff member created or changed, and audit-log it.
+
+    A segment decides who receives a broadcast, so the log keeps who changed it, when, and which
+    fields (the rules themselves stay on the segment: a rule tree is no short code). Saving
+    without a change records nothing.
+    """
+    created = segment.pk is None
+    if created:
+        segment.created_by = actor
+    segment.save()
+    if created or changed_fields:
+        audit_record(
+            actor=actor,
+            action=audit_actions.SEGMENT_CREATE if created else audit_actions.SEGMENT_CHANGE,
+            obj=segment,
+            details={"name": segment.name, "fields": sorted(changed_fields)},
+            request=request,
+        )
+    return segment
+
+
+@transaction.atomic
+def segment_delete(*, segment: Segment, actor, request=None) -> None:
+    """Delete a segment and audit-log it (both or neither: a segment a broadcast uses is protected)."""
+    audit_record(
+        actor=actor,
+        action=audit_actions.SEGMENT_DELETE,
+        obj=segment,
+        details={"name": segment.name},
+        request=request,
+    )
+    segment.delete()

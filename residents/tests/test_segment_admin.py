@@ -8,6 +8,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from audit.models import AuditEntry
+from broadcasts.models import Broadcast
 from procedures.tests.factories import (
     ApplicationFactory,
     DepartmentFactory,
@@ -287,3 +289,60 @@ def test_absurdly_deep_json_is_refused_with_a_message(welfare, welfare_staff):
 
     assert counted.status_code == 400
     assert saved.status_code == 200 and not Segment.objects.exists()
+
+
+# --------------------------------------------------------------------------
+# Audit log
+# --------------------------------------------------------------------------
+
+
+def _segment_entries():
+    return list(AuditEntry.objects.filter(action__startswith="segment.").order_by("pk"))
+
+
+def test_creating_changing_and_deleting_a_segment_is_audit_logged(district, welfare, welfare_staff):
+    client = _client(welfare_staff)
+    client.post(
+        reverse("admin:residents_segment_add"),
+        {"name": "北地区", "description": "", "department": welfare.pk, "rules": json.dumps(NORTH)},
+    )
+    segment = Segment.objects.get()
+    south = {"match": "all", "rules": [{**NORTH["rules"][0], "value": "south"}]}
+    change = reverse("admin:residents_segment_change", args=[segment.pk])
+    values = {"name": "南地区", "description": "", "department": welfare.pk}
+    assert client.post(change, {**values, "rules": json.dumps(south)}).status_code == 302
+    assert client.post(change, {**values, "rules": json.dumps(south)}).status_code == 302  # nothing changed
+    assert client.post(reverse("admin:residents_segment_delete", args=[segment.pk]), {"post": "yes"}).status_code == 302
+
+    entries = _segment_entries()
+    assert [entry.action for entry in entries] == ["segment.create", "segment.change", "segment.delete"]
+    assert {(entry.actor, entry.department, entry.object_id) for entry in entries} == {
+        (welfare_staff, welfare, str(segment.pk))
+    }
+    assert entries[1].details == {"name": "南地区", "fields": ["name", "rules"]}
+    assert entries[2].details == {"name": "南地区"}
+    assert not Segment.objects.exists()
+
+
+def test_deleting_segments_in_bulk_logs_each(district, welfare, welfare_staff):
+    segments = [Segment.objects.create(name=name, department=welfare, rules=NORTH) for name in ("一", "二")]
+
+    response = _client(welfare_staff).post(
+        reverse("admin:residents_segment_changelist"),
+        {"action": "delete_selected", "_selected_action": [s.pk for s in segments], "post": "yes"},
+    )
+
+    assert response.status_code == 302
+    assert not Segment.objects.exists()
+    assert sorted(entry.details["name"] for entry in _segment_entries()) == ["一", "二"]
+
+
+def test_a_segment_a_broadcast_uses_is_not_deleted_and_nothing_is_logged(district, welfare, welfare_staff):
+    segment = Segment.objects.create(name="北地区", department=welfare, rules=NORTH)
+    Broadcast.objects.create(title="北地区のお知らせ", department=welfare, audience="segment", segment=segment)
+
+    response = _client(welfare_staff).post(reverse("admin:residents_segment_delete", args=[segment.pk]), {"post": "yes"})
+
+    assert response.status_code == 200  # Django's page naming the protected broadcast
+    assert Segment.objects.filter(pk=segment.pk).exists()
+    assert _segment_entries() == []
