@@ -101,10 +101,8 @@ def schedule_errors(broadcast: Broadcast, *, now: datetime) -> list[str]:
 
 
 def segments_for(user):
-    """Segments a user may send to: those of departments they may view, and city-wide ones."""
-    return Segment.objects.filter(pk__in=policy.scope(user, policy.VIEW, Segment.objects.all()).values("pk")) | (
-        Segment.objects.filter(department__isnull=True)
-    )
+    """Segments a user may send to: those they may view (their departments' and the city-wide ones)."""
+    return policy.scope(user, policy.VIEW, Segment.objects.all())
 
 
 def audience_errors(broadcast: Broadcast, *, user) -> list[str]:

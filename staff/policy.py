@@ -203,6 +203,9 @@ class ObjectType:
     procedure_path: str | None
     # Django admin permission (view/add/change/delete) -> policy action (None: nobody, ever)
     permissions: Mapping[str, str | None]
+    # An object without a department is city-wide and shared: staff of any department who may
+    # view this type view it too (and use it), but only those with reach everywhere change it.
+    unowned_is_shared: bool = False
 
 
 def _via_procedure(get_procedure) -> Callable[[Model], tuple[int | None, int | None]]:
@@ -304,7 +307,12 @@ RESIDENT_PROFILE = ObjectType("resident_profile", lambda obj: (None, None), None
 _DEPARTMENT_OWNED_PERMISSIONS = {"view": VIEW, "add": CHANGE, "change": CHANGE, "delete": CHANGE}
 # Segments and broadcasts belong to their own department (none = city-wide).
 SEGMENT = ObjectType(
-    "segment", lambda obj: (obj.department_id, None), "department", None, _DEPARTMENT_OWNED_PERMISSIONS
+    "segment",
+    lambda obj: (obj.department_id, None),
+    "department",
+    None,
+    _DEPARTMENT_OWNED_PERMISSIONS,
+    unowned_is_shared=True,
 )
 BROADCAST = ObjectType(
     "broadcast", lambda obj: (obj.department_id, None), "department", None, _DEPARTMENT_OWNED_PERMISSIONS
@@ -449,16 +457,34 @@ def can(user, action: str, target) -> bool:
         reach = access(user, each)
         if not reach:
             return False
-        if isinstance(target, type) or reach.everywhere:
+        if isinstance(target, type):
+            if otype is not RESIDENT and not _reaches_some(reach, otype):
+                return False  # e.g. an operator's procedure grants say nothing about segments
+            continue
+        if reach.everywhere:
             continue
         if otype is RESIDENT:  # action is VIEW here: through the resident's applications
             if target.pk is None or not residents_visible_to(user).filter(pk=target.pk).exists():
                 return False
         elif otype is STAFF_ADMINISTRATION:
             return False  # administer is city-wide only
-        elif not reach.covers(*otype.subject(target)):
+        elif not reach.covers(*otype.subject(target)) and not _shared_with(reach, otype, each, target):
             return False
     return True
+
+
+def _reaches_some(reach: Access, otype: ObjectType) -> bool:
+    """Could `reach` cover any object of this type (what `_filter` can match)?"""
+    return (
+        reach.everywhere
+        or bool(reach.department_ids and otype.department_path)
+        or bool(reach.procedure_ids and otype.procedure_path)
+    )
+
+
+def _shared_with(reach: Access, otype: ObjectType, action: str, target) -> bool:
+    """A city-wide object of a shared type, viewed by staff of some department (ObjectType.unowned_is_shared)."""
+    return action == VIEW and otype.unowned_is_shared and bool(reach.department_ids) and otype.subject(target)[0] is None
 
 
 def admin_permission(user, permission: str, model, obj=None) -> bool:
@@ -480,13 +506,15 @@ def admin_permission(user, permission: str, model, obj=None) -> bool:
 # --------------------------------------------------------------------------
 
 
-def _filter(queryset: QuerySet, otype: ObjectType, reach: Access) -> QuerySet:
+def _filter(queryset: QuerySet, otype: ObjectType, reach: Access, action: str) -> QuerySet:
     if reach.everywhere:
         return queryset
     condition = Q()
     matched = False
     if reach.department_ids and otype.department_path:
         condition |= Q(**{f"{otype.department_path}__in": sorted(reach.department_ids)})
+        if action == VIEW and otype.unowned_is_shared:
+            condition |= Q(**{f"{otype.department_path}__isnull": True})
         matched = True
     if reach.procedure_ids and otype.procedure_path:
         condition |= Q(**{f"{otype.procedure_path}__in": sorted(reach.procedure_ids)})
@@ -515,7 +543,7 @@ def scope(user, action: str, queryset: QuerySet) -> QuerySet:
                 pk__in=applications_visible_to(user, action=VIEW).filter(resident__isnull=False).values("resident_id")
             )
         else:
-            queryset = _filter(queryset, otype, reach)
+            queryset = _filter(queryset, otype, reach, each)
     return queryset
 
 

@@ -256,17 +256,31 @@ def test_a_viewer_sees_the_segment_read_only(district, welfare):
 
 def test_another_departments_segment_is_not_found_by_id(district, welfare_staff, tax):
     theirs = Segment.objects.create(name="税務課の", department=tax, rules=NORTH)
-    city_wide = Segment.objects.create(name="全庁の", department=None, rules=NORTH)
     client = _client(welfare_staff)
 
-    for segment in (theirs, city_wide):
-        assert client.get(reverse("admin:residents_segment_change", args=[segment.pk])).status_code == 404
-        response = client.post(
-            reverse("admin:residents_segment_change", args=[segment.pk]),
-            {"name": "乗っ取り", "department": "", "rules": json.dumps(NORTH)},
-        )
-        assert response.status_code in (403, 404)
-    assert set(Segment.objects.values_list("name", flat=True)) == {"税務課の", "全庁の"}
+    assert client.get(reverse("admin:residents_segment_change", args=[theirs.pk])).status_code == 404
+    response = client.post(
+        reverse("admin:residents_segment_change", args=[theirs.pk]),
+        {"name": "乗っ取り", "department": "", "rules": json.dumps(NORTH)},
+    )
+    assert response.status_code in (403, 404)
+    assert client.post(reverse("admin:residents_segment_delete", args=[theirs.pk]), {"post": "yes"}).status_code == 404
+    assert Segment.objects.get(pk=theirs.pk).name == "税務課の"
+
+
+def test_department_staff_read_a_city_wide_segment_but_cannot_change_or_delete_it(district, welfare_staff):
+    city_wide = Segment.objects.create(name="全庁の", department=None, rules=NORTH)
+    client = _client(welfare_staff)
+    change = reverse("admin:residents_segment_change", args=[city_wide.pk])
+
+    page = client.get(change)
+    assert page.status_code == 200
+    assert _editor_data(page)["readonly"] is True and "該当する住民: 2 人" in page.content.decode()
+    assert "全庁の" in client.get(reverse("admin:residents_segment_changelist")).content.decode()
+    assert client.post(change, {"name": "乗っ取り", "department": "", "rules": json.dumps(NORTH)}).status_code == 403
+    assert client.post(reverse("admin:residents_segment_delete", args=[city_wide.pk]), {"post": "yes"}).status_code == 403
+    assert Segment.objects.get(pk=city_wide.pk).name == "全庁の"
+    assert not AuditEntry.objects.filter(action__startswith="segment.").exists()
 
 
 def test_the_list_shows_only_the_users_departments_segments(welfare, welfare_staff, tax):

@@ -2,8 +2,8 @@
 
 Department A ("dept-a") holds the procedure granted to the outsourced operator (A_GRANTED) and
 another one (A_OTHER); department B holds B; NONE has no department. Each place has a published
-version plus a draft (with a marker step), an application from its own resident and an audit
-entry. Every name that a page could show is unique, so a test can look for it.
+version plus a draft (with a marker step), an application from its own resident, an audit
+entry and a segment. Every name that a page could show is unique, so a test can look for it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from procedures.tests.factories import (
     published_version,
     valid_draft,
 )
-from residents.models import Resident
+from residents.models import Resident, Segment
 from staff.models import Department, ProcedureGrant, Role, StaffMembership
 
 # Where an object lives, as seen from the staff of department A.
@@ -63,6 +63,7 @@ class Place:
     resident: Resident
     audit_entry: AuditEntry
     unpublished: Procedure  # never published: the admin lets it be deleted
+    segment: Segment
 
 
 @dataclass
@@ -109,7 +110,8 @@ def _place(place: str, department: Department | None) -> Place:
         name=marker("unpublished", place), receipt_prefix=prefix + "U", department=department
     )
     ProcedureVersionFactory(procedure=unpublished)
-    return Place(procedure, published, draft, step, application, resident, audit_entry, unpublished)
+    segment = Segment.objects.create(name=marker("segment", place), department=department, rules={"match": "all", "rules": []})
+    return Place(procedure, published, draft, step, application, resident, audit_entry, unpublished, segment)
 
 
 def _user(username: str, **flags):
