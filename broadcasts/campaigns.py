@@ -557,6 +557,7 @@ def _application_complete(campaign: Campaign, recipient: CampaignRecipient, line
         to_status=completed,
         actor=None,
         note=_("申請確認キャンペーン「%(name)s」で「はい」と回答") % {"name": campaign.name},
+        notify=False,  # the reply to the tap gives the receipt number and the status already
     )
     application.refresh_from_db(fields=["status"])
     return application

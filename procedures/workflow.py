@@ -301,12 +301,19 @@ def _record(
 
 @transaction.atomic
 def application_status_change(
-    *, application: Application, to_status: ApplicationStatus | int, actor, note: str = "", request=None
+    *,
+    application: Application,
+    to_status: ApplicationStatus | int,
+    actor,
+    note: str = "",
+    request=None,
+    notify: bool = True,
 ) -> ApplicationStatusChange:
     """Move an application to `to_status` along one of its procedure's transitions (staff or system).
 
     Raises TransitionNotAllowed (with a Japanese message) when the procedure does not allow it.
-    The LINE notice of the new status, if any, is written to the outbox in this transaction.
+    The LINE notice of the new status, if the transition sends one, is written to the outbox in
+    this transaction; `notify=False` leaves it out when the caller answers the resident itself.
     """
     application = _locked(application)
     status_id = to_status.pk if isinstance(to_status, ApplicationStatus) else to_status
@@ -327,7 +334,14 @@ def application_status_change(
         raise TransitionNotAllowed(message)
     via = ApplicationStatusChange.Via.STAFF if actor is not None else ApplicationStatusChange.Via.SYSTEM
     return _record(
-        application, current, target, actor=actor, via=via, note=note, notify=transition.notify, request=request
+        application,
+        current,
+        target,
+        actor=actor,
+        via=via,
+        note=note,
+        notify=transition.notify and notify,
+        request=request,
     )
 
 

@@ -273,6 +273,9 @@ def test_resident_taps_yes_through_the_signed_webhook(campaign, staff, residents
     assert application.status.code == "completed" and application.line_user_id == phone.user
     assert f"受付番号：{application.receipt_number}" in phone.texts() and "現在の状態：完了" in phone.texts()
     assert all("A001" not in str(message) for message in received)
+    # One answer: the reply says it all, no status notice follows it.
+    messaging_services.outbox_send()
+    assert len(received) == 1 and fake_line.messages_sent_to(phone.user)[phone.seen - 1 :] == received
     # A forged postback (not signed by this channel) changes nothing.
     phone.send(
         postback_event(phone.user, '1.forged.["m","campaign:1:x","","campaign_yes",""]', reply_token=phone.token())
