@@ -49,6 +49,7 @@ from procedures.models import (
 )
 from procedures.notices import notice_send
 from procedures.selectors import catalog_build, procedure_spec_get
+from procedures.signals import application_resubmitted
 from procedures.spec import SpecError
 from procedures.workflow import WorkflowError, application_status_change
 from staff import policy
@@ -438,6 +439,7 @@ def application_resubmit(
     audit_record(actor=None, action=audit_actions.APPLICATION_RESUBMIT, obj=application,
                  details={"receipt_number": application.receipt_number[:40], "correction": correction.pk,
                           "keys": changed})
+    application_resubmitted.send(sender=Application, application=application, changed_keys=changed, at=now)
     return revision
 
 

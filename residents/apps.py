@@ -7,9 +7,12 @@ class ResidentsConfig(AppConfig):
     verbose_name = _("住民")
 
     def ready(self):
-        from procedures.signals import application_submitted
+        from procedures.signals import application_resubmitted, application_submitted
         from residents import procedure_profile
 
         application_submitted.connect(
             procedure_profile.on_application_submitted, dispatch_uid="residents.profile_from_application"
+        )
+        application_resubmitted.connect(
+            procedure_profile.on_application_resubmitted, dispatch_uid="residents.profile_from_correction"
         )

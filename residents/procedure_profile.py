@@ -1,9 +1,9 @@
-"""Procedure answers saved into the resident's profile when an application is submitted.
+"""Procedure answers saved into the resident's profile when an application is submitted or corrected.
 
 A step mapped to an attribute or to the 受信設定 categories (its `profile_target`, checked by
 residents/profile_targets.py) writes its answer through the residents' services, with the receipt
 number as the source detail (never the answer). Connected to procedures' application_submitted
-in residents/apps.py; the engine never sees the mapping.
+and application_resubmitted in residents/apps.py; the engine never sees the mapping.
 """
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ from residents.services import resident_attributes_set, resident_categories_set
 logger = logging.getLogger(__name__)
 
 
-def application_profile_apply(*, application) -> None:
+def application_profile_apply(*, application, step_keys=None, now=None) -> None:
     """Write the answers of the application's mapped steps into its resident's profile.
 
-    A test application or one without a resident (代理入力, simulator) changes no profile. Each
-    target is written on its own: a mapping that no longer fits (an attribute changed since
-    publishing) is skipped and logged without the answer, and never stops the application.
+    `step_keys` limits it to those steps (a correction writes only the answers it changed, so it
+    never undoes what a later application set); `now` is when the answers were given (default:
+    the submission). A test application or one without a resident (代理入力, simulator) changes
+    no profile. Each target is written on its own: a mapping that no longer fits (an attribute
+    changed since publishing) is skipped and logged without the answer, and never stops the
+    application.
     """
     resident = application.resident
     if resident is None or application.is_test:
@@ -37,8 +40,10 @@ def application_profile_apply(*, application) -> None:
         answer = answers.get(step.key)
         if not step.profile_target or step.sensitive or answer is None:
             continue
+        if step_keys is not None and step.key not in step_keys:
+            continue
         try:
-            _target_write(step, answer, resident=resident, application=application)
+            _target_write(step, answer, resident=resident, application=application, now=now or application.submitted_at)
         except ValidationError:
             logger.warning(
                 "profile target skipped: receipt=%s step=%s target=%s",
@@ -48,12 +53,12 @@ def application_profile_apply(*, application) -> None:
             )
 
 
-def _target_write(step: Step, answer, *, resident, application) -> None:
+def _target_write(step: Step, answer, *, resident, application, now) -> None:
     common = {
         "resident": resident,
         "source": ProfileChange.Source.PROCEDURE,
         "source_detail": application.receipt_number,
-        "now": application.submitted_at,
+        "now": now,
     }
     if step.profile_target == PROFILE_TARGET_CATEGORIES:
         resident_categories_set(category_keys=answer, **common)
@@ -66,3 +71,7 @@ def _target_write(step: Step, answer, *, resident, application) -> None:
 
 def on_application_submitted(sender, application, **kwargs) -> None:
     application_profile_apply(application=application)
+
+
+def on_application_resubmitted(sender, application, changed_keys, at, **kwargs) -> None:
+    application_profile_apply(application=application, step_keys=set(changed_keys), now=at)

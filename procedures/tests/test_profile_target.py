@@ -7,8 +7,9 @@ import logging
 
 import pytest
 
+from procedures.correspondence import application_resubmit
 from procedures.engine.types import Submit
-from procedures.models import Step
+from procedures.models import CorrectionRequest, Step
 from procedures.services import (
     ProblemsError,
     application_submit,
@@ -338,6 +339,30 @@ def test_skipped_questions_leave_the_profile_as_it_is(profile_world):
 
     assert ProfileChange.objects.filter(changed_at=NOW + dt.timedelta(days=1)).count() == 1
     assert resident.categories.count() == 2
+
+
+def test_a_correction_writes_the_answers_it_changed_and_leaves_the_rest_to_later_applications(profile_world):
+    version = version_publish(version=mapped_draft())
+    resident = ResidentFactory()
+    first = submit(version, resident, key="s1")
+    submit(version, resident, key="s2", answers={"district": "north"}, now=NOW + dt.timedelta(days=1))
+    correction = CorrectionRequest.objects.create(
+        application=first, keys=["household"], reason="世帯人数をご確認ください。", return_status=first.status,
+        token="t" * 24, created_at=NOW + dt.timedelta(days=2),
+    )
+    corrected_at = NOW + dt.timedelta(days=3)
+
+    application_resubmit(
+        correction=correction, answers={**ANSWERS, "household": 5}, computed={}, token="t" * 24,
+        line_user_id=resident.line_user_id, now=corrected_at,
+    )
+
+    changes = ProfileChange.objects.filter(changed_at=corrected_at)
+    assert [(c.attribute.key, c.previous, c.value, c.source_detail) for c in changes] == [
+        ("household", 3, 5, first.receipt_number)
+    ]
+    # The district the later application set is not put back by the unchanged answer of the first.
+    assert resident.attribute_values.get(attribute__key="district").value_text == "north"
 
 
 def test_test_applications_and_applications_without_a_resident_change_no_profile(profile_world, django_user_model):
