@@ -46,6 +46,7 @@ RESIDENT_MESSAGE = "resident.message"
 BROADCAST_SUBMIT = "broadcast.submit"
 BROADCAST_APPROVE = "broadcast.approve"
 BROADCAST_CANCEL = "broadcast.cancel"
+BROADCAST_RETURN = "broadcast.return_to_draft"
 RICH_MENU_DEPLOY = "rich_menu.deploy"
 RICH_MENU_DISASTER_MODE = "rich_menu.disaster_mode"
 CAMPAIGN_IMPORT = "campaign.import"
@@ -96,6 +97,7 @@ LABELS = {
     BROADCAST_SUBMIT: _("一斉配信の申請・予約"),
     BROADCAST_APPROVE: _("一斉配信の承認"),
     BROADCAST_CANCEL: _("一斉配信の取り消し"),
+    BROADCAST_RETURN: _("一斉配信の差し戻し（下書きに戻す）"),
     RICH_MENU_DEPLOY: _("リッチメニューの反映"),
     RICH_MENU_DISASTER_MODE: _("災害時メニューへの切り替え・戻し"),
     CAMPAIGN_IMPORT: _("キャンペーン対象者の取り込み"),

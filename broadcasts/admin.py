@@ -17,7 +17,7 @@ from broadcasts import (  # noqa: F401 - run_admin registers the runs' admin
     services,
 )
 from broadcasts.forms import EDITORS, BroadcastForm, message_editor
-from broadcasts.models import BROADCAST_MAX_MESSAGES, Broadcast
+from broadcasts.models import BROADCAST_MAX_MESSAGES, RETURNED_REASON_MAX, Broadcast
 from broadcasts.preview import preview_items
 from broadcasts.richmenu import admin as richmenu_admin  # noqa: F401 - registers the rich menus' admin
 from residents.models import Category
@@ -116,6 +116,7 @@ class BroadcastAdmin(ScopedAdminMixin, admin.ModelAdmin):
             view(self.submit_view, "submit/", "submit"),
             view(self.approve_view, "approve/", "approve"),
             view(self.cancel_view, "cancel/", "cancel"),
+            view(self.return_view, "return/", "return"),
         ] + super().get_urls()
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -163,9 +164,12 @@ class BroadcastAdmin(ScopedAdminMixin, admin.ModelAdmin):
             "can_approve": awaiting and may_change and broadcast.created_by_id != user.pk,
             "own_awaiting": awaiting and broadcast.created_by_id == user.pk,
             "can_cancel": may_change and broadcast.status in services.CANCELLABLE,
+            "can_return": may_change and broadcast.status in services.RETURNABLE,
+            "returned_reason_max": RETURNED_REASON_MAX,
             "submit_url": reverse("admin:broadcasts_broadcast_submit", args=[broadcast.pk]),
             "approve_url": reverse("admin:broadcasts_broadcast_approve", args=[broadcast.pk]),
             "cancel_url": reverse("admin:broadcasts_broadcast_cancel", args=[broadcast.pk]),
+            "return_url": reverse("admin:broadcasts_broadcast_return", args=[broadcast.pk]),
         }
 
     def _object(self, request, object_id) -> Broadcast:
@@ -261,12 +265,12 @@ class BroadcastAdmin(ScopedAdminMixin, admin.ModelAdmin):
 
     # -- submit, approve, cancel -----------------------------------------------------
 
-    def _act(self, request, object_id, service, success: str):
+    def _act(self, request, object_id, service, success: str, **arguments):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         broadcast = self._object(request, object_id)
         try:
-            service(broadcast_id=broadcast.pk, user=request.user, request=request)
+            service(broadcast_id=broadcast.pk, user=request.user, request=request, **arguments)
         except services.BroadcastRefused as error:
             self._refused(request, error)
         else:
@@ -283,3 +287,12 @@ class BroadcastAdmin(ScopedAdminMixin, admin.ModelAdmin):
 
     def cancel_view(self, request, object_id):
         return self._act(request, object_id, services.broadcast_cancel, _("一斉配信を取り消しました。"))
+
+    def return_view(self, request, object_id):
+        return self._act(
+            request,
+            object_id,
+            services.broadcast_return_to_draft,
+            _("下書きに戻しました。直してから、もう一度配信の手続きをしてください。"),
+            reason=request.POST.get("reason", ""),
+        )

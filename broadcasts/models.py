@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 
 MULTICAST_MAX_RECIPIENTS = 500
 BROADCAST_MAX_MESSAGES = 5
+RETURNED_REASON_MAX = 500
 
 
 class Broadcast(models.Model):
@@ -94,6 +95,8 @@ class Broadcast(models.Model):
     approved_at = models.DateTimeField(_("承認日時"), null=True, blank=True)
     status = models.CharField(_("状態"), max_length=20, choices=Status.choices, default=Status.DRAFT)
     refused_reason = models.TextField(_("配信できなかった理由"), blank=True)
+    # Why it was sent back to draft (by the approver, or withdrawn by its author); cleared on submit.
+    returned_reason = models.TextField(_("差し戻しの理由"), max_length=RETURNED_REASON_MAX, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("作成者"),

@@ -21,7 +21,7 @@ from audit.services import audit_record
 from broadcasts import schedule
 from broadcasts.compose import ComposeError, message_errors, messages_errors
 from broadcasts.compose import line_messages as render_line_messages
-from broadcasts.models import BROADCAST_MAX_MESSAGES, Broadcast, BroadcastRun
+from broadcasts.models import BROADCAST_MAX_MESSAGES, RETURNED_REASON_MAX, Broadcast, BroadcastRun
 from residents.models import Segment
 from staff import policy
 
@@ -29,6 +29,7 @@ PREPARE_TASK = "broadcasts.tasks.broadcast_run_prepare_task"
 # A send time a little in the past still means "now" (the form was filled in a minute ago).
 PAST_SEND_AT_GRACE = timedelta(minutes=5)
 CANCELLABLE = (Broadcast.Status.DRAFT, Broadcast.Status.AWAITING_APPROVAL, Broadcast.Status.SCHEDULED)
+RETURNABLE = (Broadcast.Status.AWAITING_APPROVAL, Broadcast.Status.SCHEDULED)
 
 
 class BroadcastRefused(Exception):
@@ -161,6 +162,7 @@ def broadcast_submit(*, broadcast_id: int, user, now: datetime | None = None, re
     broadcast.approved_by = None
     broadcast.approved_at = None
     broadcast.refused_reason = ""
+    broadcast.returned_reason = ""
     broadcast.segment_rules = broadcast.segment.rules if broadcast.audience == Broadcast.Audience.SEGMENT else None
     if broadcast.requires_approval:
         broadcast.status = Broadcast.Status.AWAITING_APPROVAL
@@ -226,6 +228,47 @@ def broadcast_cancel(*, broadcast_id: int, user, request=None) -> Broadcast:
         action=actions.BROADCAST_CANCEL,
         obj=broadcast,
         details={"previous_status": previous, "cancelled_runs": cancelled_runs},
+        request=request,
+    )
+    return broadcast
+
+
+@transaction.atomic
+def broadcast_return_to_draft(*, broadcast_id: int, user, reason: str = "", request=None) -> Broadcast:
+    """Send a broadcast awaiting approval or scheduled back to draft, to be corrected and submitted again.
+
+    The approver's 差し戻し (with the reason shown to the author), or the author withdrawing it.
+    Its approval is dropped and runs not started yet are cancelled; once a run is sending, it is
+    too late (cancel stops the later occurrences of a repeating one).
+    """
+    broadcast = _locked(broadcast_id)
+    _require(user, policy.CHANGE, broadcast)
+    if broadcast.status not in RETURNABLE:
+        raise BroadcastRefused([_("承認待ちまたは配信予約済みの一斉配信だけ、下書きに戻せます。")])
+    if BroadcastRun.objects.filter(broadcast=broadcast, status=BroadcastRun.Status.SENDING).exists():
+        raise BroadcastRefused([_("配信中のため下書きに戻せません。配信が終わってから操作してください。")])
+    reason = (reason or "").strip()
+    if len(reason) > RETURNED_REASON_MAX:
+        raise BroadcastRefused(
+            [_("差し戻しの理由は%(most)s文字以内で入力してください。") % {"most": RETURNED_REASON_MAX}]
+        )
+    previous = broadcast.status
+    broadcast.status = Broadcast.Status.DRAFT
+    broadcast.next_run_at = None
+    broadcast.approved_by = None
+    broadcast.approved_at = None
+    broadcast.returned_reason = reason
+    broadcast.save()
+    cancelled_runs = (
+        BroadcastRun.objects.select_for_update()
+        .filter(broadcast=broadcast, status=BroadcastRun.Status.PENDING, started_at__isnull=True)
+        .update(status=BroadcastRun.Status.CANCELLED)
+    )
+    audit_record(
+        actor=user,
+        action=actions.BROADCAST_RETURN,
+        obj=broadcast,
+        details={"previous_status": previous, "cancelled_runs": cancelled_runs, "with_reason": bool(reason)},
         request=request,
     )
     return broadcast

@@ -211,6 +211,22 @@ def test_submit_then_approval_by_a_second_staff_member_through_the_buttons(env):
     assert Broadcast.objects.get(pk=broadcast.pk).status == "cancelled"
 
 
+def test_the_approver_sends_it_back_with_a_reason_the_author_reads_on_the_page(env):
+    broadcast = broadcast_of(env, messages=[{"kind": "text", "text": "お知らせ"}], requires_approval=True)
+    env["author_client"].post(url("submit", broadcast.pk))
+    page = env["colleague_client"].get(url("change", broadcast.pk)).content.decode()
+    assert url("return", broadcast.pk) in page and "下書きに戻す（差し戻し）" in page
+
+    response = env["colleague_client"].post(url("return", broadcast.pk), {"reason": "件名に日付を入れてください。"})
+
+    assert notices(response) == ["下書きに戻しました。直してから、もう一度配信の手続きをしてください。"]
+    page = env["author_client"].get(url("change", broadcast.pk)).content.decode()
+    assert "差し戻しの理由" in page and "件名に日付を入れてください。" in page
+    assert url("return", broadcast.pk) not in page  # a draft has nothing to send back
+    assert env["author_client"].get(url("return", broadcast.pk)).status_code == 405
+    assert env["outsider_client"].post(url("return", broadcast.pk)).status_code == 404
+
+
 def test_a_submitted_broadcast_is_no_longer_editable(env):
     broadcast = broadcast_of(env, messages=[{"kind": "text", "text": "お知らせ"}], status="scheduled")
 

@@ -1,4 +1,4 @@
-"""Submitting, approving and cancelling broadcasts, and turning due occurrences into runs."""
+"""Submitting, approving, sending back and cancelling broadcasts, and turning due occurrences into runs."""
 
 from __future__ import annotations
 
@@ -151,6 +151,93 @@ def test_a_sent_broadcast_cannot_be_cancelled(env, queued):
 
     with pytest.raises(services.BroadcastRefused):
         services.broadcast_cancel(broadcast_id=broadcast.pk, user=env["author"])
+
+
+def test_the_approver_sends_a_broadcast_back_with_a_reason_and_the_author_corrects_and_resubmits(env):
+    broadcast = draft(env, requires_approval=True)
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+
+    services.broadcast_return_to_draft(
+        broadcast_id=broadcast.pk, user=env["colleague"], reason="  日付が1日ずれています。  "
+    )
+
+    broadcast.refresh_from_db()
+    assert (broadcast.status, broadcast.returned_reason, broadcast.approved_by) == (
+        "draft",
+        "日付が1日ずれています。",
+        None,
+    )
+    entry = AuditEntry.objects.get(action=actions.BROADCAST_RETURN)
+    assert (entry.actor, entry.details) == (
+        env["colleague"],
+        {"previous_status": "awaiting_approval", "cancelled_runs": 0, "with_reason": True},
+    )
+    services.broadcast_messages_update(broadcast_id=broadcast.pk, messages=TEXT * 2, user=env["author"])
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+    broadcast.refresh_from_db()
+    assert (broadcast.status, broadcast.returned_reason) == ("awaiting_approval", "")
+
+
+def test_withdrawing_a_scheduled_repeating_broadcast_drops_its_approval_and_unstarted_runs(env, queued):
+    broadcast = draft(env, send_at=NOW + timedelta(minutes=1), recurrence="daily", requires_approval=True)
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+    services.broadcast_approve(broadcast_id=broadcast.pk, user=env["colleague"], now=NOW)
+    [run_id] = services.broadcast_runs_due(now=NOW + timedelta(minutes=2))
+
+    services.broadcast_return_to_draft(broadcast_id=broadcast.pk, user=env["author"])
+
+    broadcast.refresh_from_db()
+    assert (broadcast.status, broadcast.next_run_at, broadcast.approved_at, broadcast.returned_reason) == (
+        "draft",
+        None,
+        None,
+        "",
+    )
+    assert BroadcastRun.objects.get(pk=run_id).status == "cancelled"
+    assert services.broadcast_runs_due(now=NOW + timedelta(days=3)) == []
+    assert AuditEntry.objects.get(action=actions.BROADCAST_RETURN).details["cancelled_runs"] == 1
+    # Submitted again, it needs a new approval.
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW + timedelta(days=3))
+    assert Broadcast.objects.get(pk=broadcast.pk).status == "awaiting_approval"
+
+
+@pytest.mark.parametrize("status", ["draft", "sending", "sent", "cancelled", "refused"])
+def test_only_a_broadcast_awaiting_approval_or_scheduled_goes_back_to_draft(env, status):
+    broadcast = draft(env, status=status)
+
+    with pytest.raises(services.BroadcastRefused) as refused:
+        services.broadcast_return_to_draft(broadcast_id=broadcast.pk, user=env["author"])
+
+    assert refused.value.messages == ["承認待ちまたは配信予約済みの一斉配信だけ、下書きに戻せます。"]
+    assert Broadcast.objects.get(pk=broadcast.pk).status == status
+    assert not AuditEntry.objects.filter(action=actions.BROADCAST_RETURN).exists()
+
+
+def test_a_repeating_broadcast_with_a_run_sending_is_not_sent_back(env, queued):
+    broadcast = draft(env, send_at=NOW + timedelta(minutes=1), recurrence="daily")
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+    [run_id] = services.broadcast_runs_due(now=NOW + timedelta(minutes=2))
+    BroadcastRun.objects.filter(pk=run_id).update(status="sending", started_at=NOW + timedelta(minutes=2))
+
+    with pytest.raises(services.BroadcastRefused) as refused:
+        services.broadcast_return_to_draft(broadcast_id=broadcast.pk, user=env["author"])
+
+    assert refused.value.messages == ["配信中のため下書きに戻せません。配信が終わってから操作してください。"]
+    assert Broadcast.objects.get(pk=broadcast.pk).status == "scheduled"
+
+
+def test_sending_back_is_refused_to_other_departments_and_for_an_overlong_reason(env):
+    broadcast = draft(env, requires_approval=True)
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+
+    with pytest.raises(services.BroadcastRefused):
+        services.broadcast_return_to_draft(broadcast_id=broadcast.pk, user=env["outsider"])
+    with pytest.raises(services.BroadcastRefused) as refused:
+        services.broadcast_return_to_draft(broadcast_id=broadcast.pk, user=env["colleague"], reason="あ" * 501)
+
+    assert refused.value.messages == ["差し戻しの理由は500文字以内で入力してください。"]
+    assert Broadcast.objects.get(pk=broadcast.pk).status == "awaiting_approval"
+    assert not AuditEntry.objects.filter(action=actions.BROADCAST_RETURN).exists()
 
 
 def test_due_occurrence_becomes_one_run_with_frozen_messages_handed_to_the_preparing_task(
