@@ -275,6 +275,8 @@ LINE_RATE_LIMITS = {
     "broadcast": env_int("LINE_RATE_BROADCAST_PER_HOUR", 60, minimum=1),  # narrowcast counts here too
     "profile": env_int("LINE_RATE_PROFILE_PER_SECOND", 2000, minimum=1),
     "rich_menu_bulk": env_int("LINE_RATE_RICH_MENU_BULK_PER_SECOND", 2000, minimum=1),
+    "rich_menu_create": env_int("LINE_RATE_RICH_MENU_CREATE_PER_HOUR", 100, minimum=1),
+    "rich_menu_delete": env_int("LINE_RATE_RICH_MENU_DELETE_PER_HOUR", 100, minimum=1),
 }
 
 # Outgoing webhooks to the city's back-office systems (integrations/): time-out of one POST, and

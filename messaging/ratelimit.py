@@ -10,7 +10,8 @@ A caller is never made to sleep: `acquire` answers at once with how long to wait
 puts the row back until then, so the worker stays free for other work.
 
 Limits (settings.LINE_RATE_LIMITS, from the environment) are calls per window; the window is one
-second, or one hour for broadcast and narrowcast, which LINE counts together.
+second, or one hour for broadcast and narrowcast (which LINE counts together) and for creating
+and deleting rich menus.
 """
 
 from __future__ import annotations
@@ -29,8 +30,19 @@ BROADCAST = "broadcast"
 NARROWCAST = "narrowcast"
 PROFILE = "profile"  # getProfile (residents.line_services: display name and picture)
 RICH_MENU_BULK = "rich_menu_bulk"  # link / unlink a rich menu for up to 500 users (broadcasts.richmenu.linking)
+RICH_MENU_CREATE = "rich_menu_create"  # broadcasts.richmenu.deploy; LINE allows 100 an hour
+RICH_MENU_DELETE = "rich_menu_delete"  # likewise, counted apart from creating
 
-WINDOW_SECONDS = {REPLY: 1, PUSH: 1, MULTICAST: 1, BROADCAST: 3600, PROFILE: 1, RICH_MENU_BULK: 1}
+WINDOW_SECONDS = {
+    REPLY: 1,
+    PUSH: 1,
+    MULTICAST: 1,
+    BROADCAST: 3600,
+    PROFILE: 1,
+    RICH_MENU_BULK: 1,
+    RICH_MENU_CREATE: 3600,
+    RICH_MENU_DELETE: 3600,
+}
 _SAME_COUNTER = {NARROWCAST: BROADCAST}  # LINE's 60 an hour is for broadcast and narrowcast together
 
 

@@ -20,10 +20,12 @@ never deployed or changed since go first, so their aliases exist when residents 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -148,6 +150,7 @@ def _deploy_one(menu: RichMenu, *, actor, now: datetime) -> RichMenuDeployment:
         try:
             menu_json, data, content_type = _local_checked(menu)
             _check(_("LINE での確認"), line.rich_menu_validate(menu_json))
+            _hourly_turn(_("LINE でのメニュー作成"), ratelimit.RICH_MENU_CREATE)
             created = line.rich_menu_create(menu_json)
             _check(_("LINE でのメニュー作成"), created.result)
             done.new_id = created.rich_menu_id
@@ -164,7 +167,7 @@ def _deploy_one(menu: RichMenu, *, actor, now: datetime) -> RichMenuDeployment:
             error += _undo(line, done, old_id=old_id, now=now)
         else:
             if old_id:
-                deleted = line.rich_menu_delete(old_id)
+                deleted = _menu_delete(line, old_id)
                 if not deleted.ok and deleted.status != 404:
                     # The new menu is live; the old one is only left over on LINE.
                     logger.warning("rich menu %s: old LINE menu not deleted (%s)", menu.pk, deleted.status)
@@ -225,6 +228,27 @@ def _bulk_turn() -> None:
         time.sleep(wait)
 
 
+def _hourly_turn(step: str, operation: str) -> None:
+    """Take one of LINE's hourly calls for creating (or deleting) rich menus, or fail the step saying when to retry."""
+    wait = ratelimit.acquire(operation)
+    if wait:
+        minutes = max(math.ceil(wait / 60), 1)
+        raise _StepFailed(
+            step,
+            _("LINE の上限（1時間に%(limit)s回）に達しています。%(minutes)s分後にもう一度反映してください。")
+            % {"limit": settings.LINE_RATE_LIMITS[operation], "minutes": minutes},
+        )
+
+
+def _menu_delete(line: LineClient, rich_menu_id: str) -> SendResult:
+    """Delete a menu on LINE within the hourly limit; over it, a failed result without calling LINE."""
+    try:
+        _hourly_turn(_("LINE からのメニュー削除"), ratelimit.RICH_MENU_DELETE)
+    except _StepFailed as failure:
+        return SendResult(status=None, error=failure.message, request_sent=False)
+    return line.rich_menu_delete(rich_menu_id)
+
+
 def _shown_by_default(menu: RichMenu) -> bool:
     disaster = linking.disaster_mode_menu()
     if disaster is not None:
@@ -258,7 +282,7 @@ def _undo(line: LineClient, done: _Done, *, old_id: str, now: datetime) -> str:
             keep_new = True
             notes.append(_("エイリアスを元に戻せなかったため、新しいメニューは残しています。"))
     if done.new_id and not keep_new:
-        deleted = line.rich_menu_delete(done.new_id)
+        deleted = _menu_delete(line, done.new_id)
         if not deleted.ok:
             notes.append(_("作りかけのメニュー（%(id)s）を LINE から削除できませんでした。") % {"id": done.new_id})
     return "".join(notes)

@@ -193,6 +193,40 @@ def test_a_failed_redeploy_keeps_the_old_menu_records_lines_message_and_deletes_
     assert AuditEntry.objects.filter(action=audit_actions.RICH_MENU_DEPLOY, details__status="failed").exists()
 
 
+def test_a_deploy_over_lines_hourly_rich_menu_limit_fails_before_changing_anything(fake_line, staff, settings):
+    settings.LINE_RATE_LIMITS = {**settings.LINE_RATE_LIMITS, "rich_menu_create": 1}
+    menu = menu_create(alias_id="main")
+    deployed(menu, staff)
+    old_id = menu.line_rich_menu_id
+    start = len(fake_line.calls())
+
+    deployment = deploy.rich_menu_deploy(menu_id=menu.pk, actor=staff, now=NOW)
+
+    assert deployment.status == RichMenuDeployment.Status.FAILED
+    assert deployment.error == (
+        "LINE でのメニュー作成で失敗しました（LINE の上限（1時間に1回）に達しています。60分後にもう一度反映してください。）。"
+    )
+    assert [call.operation_id for call in fake_line.calls()[start:]] == ["validateRichMenuObject"]
+    menu.refresh_from_db()
+    assert menu.line_rich_menu_id == old_id and list(fake_line.rich_menus) == [old_id]
+
+
+def test_over_the_hourly_delete_limit_the_old_menu_is_left_on_line_and_the_deploy_succeeds(
+    fake_line, staff, settings, caplog
+):
+    settings.LINE_RATE_LIMITS = {**settings.LINE_RATE_LIMITS, "rich_menu_delete": 1}
+    menu = menu_create(alias_id="main")
+    deployed(menu, staff)
+    deployed(menu, staff)  # replaces the first menu: the hour's one delete
+    second = menu.line_rich_menu_id
+
+    deployed(menu, staff)
+
+    assert second in fake_line.rich_menus and menu.line_rich_menu_id in fake_line.rich_menus
+    assert fake_line.rich_menu_aliases == {"main": menu.line_rich_menu_id}
+    assert f"rich menu {menu.pk}: old LINE menu not deleted" in caplog.text
+
+
 def test_a_refused_relink_puts_the_alias_back_and_removes_the_new_menu(fake_line, staff):
     deployed(menu_create(name="標準"), staff)
     members = followers_create(2)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -46,7 +45,6 @@ def run(department, fake_line, settings):
     with TestCase.captureOnCommitCallbacks(execute=True):
         sending.broadcast_run_prepare(run_id=run.pk)
     # One multicast a second: each second one chunk goes, the next waits.
-    settings.CACHES = {"default": {**django_settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}}
     settings.LINE_RATE_LIMITS = {**django_settings.LINE_RATE_LIMITS, "multicast": 1}
     now = timezone.now()
     with time_machine.travel(now, tick=False):

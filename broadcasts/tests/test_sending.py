@@ -303,7 +303,6 @@ def test_a_chunk_that_used_up_its_attempts_fails_for_good(fake_line):
 
 
 def test_over_the_multicast_rate_limit_a_chunk_waits_for_the_next_window_without_losing_an_attempt(fake_line, settings):
-    settings.CACHES = {"default": {**django_settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}}
     settings.LINE_RATE_LIMITS = {**django_settings.LINE_RATE_LIMITS, "multicast": 1}
     residents(501)
     run = prepared(run_for(audience=Broadcast.Audience.EVERYONE))

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -38,8 +37,7 @@ ON_REDIS = django_settings.CACHES["default"]["BACKEND"].endswith("RedisCache")
 
 @pytest.fixture(autouse=True)
 def limits(settings):
-    """Small limits, and counters no other test (or test run on the same Redis) can touch."""
-    settings.CACHES = {"default": {**django_settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}}
+    """Small limits (each test counts under its own cache keys: conftest.py)."""
     settings.LINE_RATE_LIMITS = {"reply": 2, "push": 3, "multicast": 2, "broadcast": 2}
     return settings.LINE_RATE_LIMITS
 
@@ -117,7 +115,16 @@ def test_limits_are_read_from_the_environment_and_checked(tmp_path):
             [sys.executable, "-c", code], env={**env, **values}, capture_output=True, text=True, timeout=60, check=False
         )
 
-    assert json.loads(read().stdout) == {"reply": 2000, "push": 2000, "multicast": 200, "broadcast": 60, "profile": 2000, "rich_menu_bulk": 2000}
+    assert json.loads(read().stdout) == {
+        "reply": 2000,
+        "push": 2000,
+        "multicast": 200,
+        "broadcast": 60,
+        "profile": 2000,
+        "rich_menu_bulk": 2000,
+        "rich_menu_create": 100,
+        "rich_menu_delete": 100,
+    }
     assert json.loads(read(LINE_RATE_PUSH_PER_SECOND="100").stdout)["push"] == 100
     refused = read(LINE_RATE_BROADCAST_PER_HOUR="0")
     assert refused.returncode != 0 and "LINE_RATE_BROADCAST_PER_HOUR" in refused.stderr

@@ -3,7 +3,6 @@ remain the fallback. One LINE client per process, kept with its connections. No 
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -29,13 +28,6 @@ REPLY = "/v2/bot/message/reply"
 PUSH = "/v2/bot/message/push"
 SEND_OUTBOX = "messaging.tasks.send_outbox"
 START = datetime(2030, 1, 7, 9, 20, 0, 250000, tzinfo=ZoneInfo("Asia/Tokyo"))
-
-
-@pytest.fixture
-def own_rate_counters(settings):
-    """Rate counters no other test (or test run on the same Redis) can touch."""
-    settings.CACHES = {"default": {**django_settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}}
-    return settings
 
 
 def resident_says(fake_line, text: str = "こんにちは") -> str:
@@ -74,9 +66,9 @@ def test_a_reply_deferred_by_the_rate_limit_stays_pending_for_the_sweep(
     fake_line,
     wakeups,  # noqa: F811 (the imported fixture)
     django_capture_on_commit_callbacks,
-    own_rate_counters,
+    settings,
 ):
-    own_rate_counters.LINE_RATE_LIMITS = {**django_settings.LINE_RATE_LIMITS, "reply": 1}
+    settings.LINE_RATE_LIMITS = {**django_settings.LINE_RATE_LIMITS, "reply": 1}
     with time_machine.travel(START, tick=False) as clock:
         token = resident_says(fake_line)
         ratelimit.acquire("reply")  # another worker used this second's only reply

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import datetime, timedelta
 from pydoc import locate
 from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from django.conf import settings as django_settings
 from django_q.models import Schedule
 
 from messaging import services as messaging_services
@@ -30,12 +28,6 @@ pytestmark = pytest.mark.django_db
 JST = ZoneInfo("Asia/Tokyo")
 NOW = datetime(2031, 5, 12, 10, 0, tzinfo=JST)
 PICTURE = "https://profile.line-scdn.net/0h-test-picture"
-
-
-@pytest.fixture(autouse=True)
-def own_rate_counters(settings):
-    """Rate-limit counters no other test (or test run on the same Redis) can touch."""
-    settings.CACHES = {"default": {**django_settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}}
 
 
 @pytest.fixture
