@@ -44,6 +44,26 @@ def _locked(broadcast_id: int) -> Broadcast:
     return Broadcast.objects.select_for_update().get(pk=broadcast_id)
 
 
+def _locked_with_active_runs(broadcast_id: int) -> tuple[Broadcast, list[BroadcastRun]]:
+    """The broadcast and its pending or sending runs, locked runs first.
+
+    The run preparer and settler (broadcasts/sending.py) lock a run, then its broadcast; taking
+    them in the same order here means the two never deadlock. A preparer starting a run is waited
+    for, so the statuses read here are the ones it committed.
+    """
+    runs = list(
+        BroadcastRun.objects.select_for_update()
+        .filter(broadcast_id=broadcast_id, status__in=[BroadcastRun.Status.PENDING, BroadcastRun.Status.SENDING])
+        .order_by("pk")
+    )
+    return _locked(broadcast_id), runs
+
+
+def _cancel_unstarted(runs: list[BroadcastRun]) -> int:
+    unstarted = [run.pk for run in runs if run.status == BroadcastRun.Status.PENDING and run.started_at is None]
+    return BroadcastRun.objects.filter(pk__in=unstarted).update(status=BroadcastRun.Status.CANCELLED)
+
+
 def _require(user, action: str, broadcast: Broadcast) -> None:
     if not policy.can(user, action, broadcast):
         raise BroadcastRefused([_("この一斉配信を操作する権限がありません。")])
@@ -211,7 +231,7 @@ def broadcast_cancel(*, broadcast_id: int, user, request=None) -> Broadcast:
 
     Runs that have not started yet are cancelled too; a run already sending goes on.
     """
-    broadcast = _locked(broadcast_id)
+    broadcast, runs = _locked_with_active_runs(broadcast_id)
     _require(user, policy.CHANGE, broadcast)
     if broadcast.status not in CANCELLABLE:
         raise BroadcastRefused([_("送信を始めた、または終わった一斉配信は取り消せません。")])
@@ -219,10 +239,7 @@ def broadcast_cancel(*, broadcast_id: int, user, request=None) -> Broadcast:
     broadcast.status = Broadcast.Status.CANCELLED
     broadcast.next_run_at = None
     broadcast.save(update_fields=["status", "next_run_at", "updated_at"])
-    pending = BroadcastRun.objects.select_for_update().filter(
-        broadcast=broadcast, status=BroadcastRun.Status.PENDING, started_at__isnull=True
-    )
-    cancelled_runs = pending.update(status=BroadcastRun.Status.CANCELLED)
+    cancelled_runs = _cancel_unstarted(runs)
     audit_record(
         actor=user,
         action=actions.BROADCAST_CANCEL,
@@ -241,11 +258,11 @@ def broadcast_return_to_draft(*, broadcast_id: int, user, reason: str = "", requ
     Its approval is dropped and runs not started yet are cancelled; once a run is sending, it is
     too late (cancel stops the later occurrences of a repeating one).
     """
-    broadcast = _locked(broadcast_id)
+    broadcast, runs = _locked_with_active_runs(broadcast_id)
     _require(user, policy.CHANGE, broadcast)
     if broadcast.status not in RETURNABLE:
         raise BroadcastRefused([_("承認待ちまたは配信予約済みの一斉配信だけ、下書きに戻せます。")])
-    if BroadcastRun.objects.filter(broadcast=broadcast, status=BroadcastRun.Status.SENDING).exists():
+    if any(run.status == BroadcastRun.Status.SENDING for run in runs):
         raise BroadcastRefused([_("配信中のため下書きに戻せません。配信が終わってから操作してください。")])
     reason = (reason or "").strip()
     if len(reason) > RETURNED_REASON_MAX:
@@ -258,12 +275,9 @@ def broadcast_return_to_draft(*, broadcast_id: int, user, reason: str = "", requ
     broadcast.approved_by = None
     broadcast.approved_at = None
     broadcast.returned_reason = reason
+    broadcast.refused_reason = ""
     broadcast.save()
-    cancelled_runs = (
-        BroadcastRun.objects.select_for_update()
-        .filter(broadcast=broadcast, status=BroadcastRun.Status.PENDING, started_at__isnull=True)
-        .update(status=BroadcastRun.Status.CANCELLED)
-    )
+    cancelled_runs = _cancel_unstarted(runs)
     audit_record(
         actor=user,
         action=actions.BROADCAST_RETURN,

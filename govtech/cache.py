@@ -24,6 +24,12 @@ return count
 """
 
 
+def _check_timeout(timeout) -> None:
+    # Whole seconds: Redis's EXPIRE refuses anything else, and it runs after the INCR.
+    if type(timeout) is not int or timeout <= 0:
+        raise ValueError("a counter needs a positive timeout in whole seconds")
+
+
 class RedisCacheClient(redis.RedisCacheClient):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -51,8 +57,7 @@ class RedisCache(redis.RedisCache):
         self._class = RedisCacheClient
 
     def incr_or_create(self, key, *, timeout: int, version=None) -> int:
-        if timeout <= 0:
-            raise ValueError("a counter needs a positive timeout")
+        _check_timeout(timeout)
         key = self.make_and_validate_key(key, version=version)
         return self._cache.incr_or_create(key, timeout)
 
@@ -61,8 +66,7 @@ class LocMemCache(locmem.LocMemCache):
     """Counters per process: right for one process (the local demo, tests), not shared between several."""
 
     def incr_or_create(self, key, *, timeout: int, version=None) -> int:
-        if timeout <= 0:
-            raise ValueError("a counter needs a positive timeout")
+        _check_timeout(timeout)
         while True:
             if self.add(key, 1, timeout=timeout, version=version):
                 return 1

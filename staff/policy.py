@@ -13,8 +13,9 @@ Roles (staff.models.Role) and what they may do, within their scope:
   reveal_sensitive, view_audit. Read-only.
 
 Scope: an object belongs to the department of its procedure (procedure, version, step, choice,
-computed value, application) or to its own department (audit entry; none = city-wide). An object
-without a department is reached only with city-wide access. A resident is visible to whoever
+computed value, application) or to its own department (audit entry, segment, broadcast, campaign;
+none = city-wide). An object without a department is reached only with city-wide access, except
+a city-wide segment, which staff of every department view (ObjectType.unowned_is_shared). A resident is visible to whoever
 may view one of the resident's applications; everything else about residents is `administer`.
 Audit entries are never changed or deleted, by anyone.
 

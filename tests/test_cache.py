@@ -41,9 +41,10 @@ def test_a_local_counter_starts_at_one_counts_up_and_starts_again_once_expired()
 
 
 @pytest.mark.parametrize("make", [locmem, pytest.param(on_redis, marks=needs_redis)], ids=["locmem", "redis"])
-def test_a_counter_without_a_positive_lifetime_is_refused(make):
-    with pytest.raises(ValueError, match="positive timeout"):
-        make().incr_or_create("calls", timeout=0)
+@pytest.mark.parametrize("timeout", [0, -1, 1.5])
+def test_a_counter_without_a_lifetime_in_whole_seconds_is_refused(make, timeout):
+    with pytest.raises(ValueError, match="positive timeout in whole seconds"):
+        make().incr_or_create("calls", timeout=timeout)
 
 
 @needs_redis

@@ -10,8 +10,8 @@ from django.db import connection
 
 from audit import actions
 from audit.models import AuditEntry
-from broadcasts import services
-from broadcasts.models import Broadcast, BroadcastRun
+from broadcasts import sending, services
+from broadcasts.models import Broadcast, BroadcastChunk, BroadcastRun
 from broadcasts.schedule import TOKYO
 from broadcasts.tests.composing import member
 from procedures.tests.factories import DepartmentFactory
@@ -350,6 +350,67 @@ def test_two_workers_at_the_same_time_create_each_run_once(queued):
     assert len(created) == len(set(created)) == 6
     assert BroadcastRun.objects.count() == 6
     assert set(Broadcast.objects.values_list("status", flat=True)) == {"sending"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sending_back_while_the_preparer_starts_the_run_waits_for_it_and_is_refused(queued, monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL")
+    department = DepartmentFactory(name="環境課", code="env")
+    author, _ = member("author", department)
+    broadcast = Broadcast.objects.create(
+        title="毎日のお知らせ", department=department, messages=TEXT, created_by=author,
+        send_at=NOW + timedelta(minutes=1), recurrence="daily",
+    )
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=author, now=NOW)
+    [run_id] = services.broadcast_runs_due(now=NOW + timedelta(minutes=2))
+    run_locked, go_on = threading.Event(), threading.Event()
+    create_chunks = BroadcastChunk.objects.bulk_create
+
+    def held_bulk_create(*args, **kwargs):
+        run_locked.set()  # the preparer holds the run's row lock now
+        assert go_on.wait(timeout=30)
+        return create_chunks(*args, **kwargs)
+
+    monkeypatch.setattr(BroadcastChunk.objects, "bulk_create", held_bulk_create)
+    results = {}
+
+    def in_thread(name, work):
+        def run():
+            try:
+                results[name] = work()
+            except Exception as error:  # reported below
+                results[name] = error
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    recipients = sending.Recipients(["U" + "1" * 32], 0, 0)
+    preparer = in_thread("preparer", lambda: sending._run_start(run_id, recipients, NOW + timedelta(minutes=2)))
+    assert run_locked.wait(timeout=30)
+    sender_back = in_thread(
+        "return", lambda: services.broadcast_return_to_draft(broadcast_id=broadcast.pk, user=author)
+    )
+    with connection.cursor() as cursor:  # until the return waits for the preparer's lock
+        for _attempt in range(300):
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            if cursor.fetchone()[0]:
+                break
+            threading.Event().wait(0.05)
+    go_on.set()
+    preparer.join(timeout=30)
+    sender_back.join(timeout=30)
+
+    assert results["preparer"] == "sending"
+    assert isinstance(results["return"], services.BroadcastRefused)
+    assert results["return"].messages == ["配信中のため下書きに戻せません。配信が終わってから操作してください。"]
+    assert Broadcast.objects.get(pk=broadcast.pk).status == "scheduled"
+    assert BroadcastRun.objects.get(pk=run_id).status == "sending"
 
 
 def test_a_segment_edited_after_submission_does_not_change_who_the_approved_broadcast_reaches(env):
