@@ -288,6 +288,64 @@ def _undo(line: LineClient, done: _Done, *, old_id: str, now: datetime) -> str:
     return "".join(notes)
 
 
+@dataclass
+class LeftOver:
+    deleted: int = 0
+    kept: int = 0  # left for the next run: LINE refused, or the hour's deletes are used up
+    error: str = ""  # LINE's list could not be read
+
+
+def rich_menus_left_over_delete(*, now: datetime) -> LeftOver:
+    """Delete the LINE menus this system made that nothing uses any more (nightly, within the limit).
+
+    A replaced menu whose delete LINE refused, or that the hourly limit held back, stays on LINE and
+    counts against the channel's cap of rich menus. Candidates are only the menus in the deploy
+    history (another tool's menus on the same channel are never touched), and never one that is
+    live, linked to residents, pointed at by one of our aliases, or part of a deployment still running.
+    """
+    outcome = LeftOver()
+    with LineClient() as line:
+        listed, line_ids = line.rich_menu_ids()
+        if not listed.ok:
+            outcome.error = linking.line_error(listed)
+            logger.warning("left-over rich menus: LINE's list could not be read (%s)", listed.status)
+            return outcome
+        history = RichMenuDeployment.objects.all()
+        ours = set(history.values_list("line_rich_menu_id", flat=True)) | set(
+            history.values_list("replaced_line_rich_menu_id", flat=True)
+        )
+        running_since = now - RUNNING_STALE_AFTER
+        in_use = (
+            set(RichMenu.objects.values_list("line_rich_menu_id", flat=True))
+            | set(RichMenuLink.objects.values_list("line_rich_menu_id", flat=True))
+            | set(
+                history.filter(status=RichMenuDeployment.Status.RUNNING, started_at__gte=running_since).values_list(
+                    "line_rich_menu_id", flat=True
+                )
+            )
+        )
+        for alias_id in RichMenu.objects.exclude(alias_id="").values_list("alias_id", flat=True).distinct():
+            alias = line.rich_menu_alias(alias_id)  # an undo that could not put an alias back keeps its menu
+            if alias.result.ok:
+                in_use.add(alias.rich_menu_id)
+            elif alias.result.status != 404:
+                outcome.error = linking.line_error(alias.result)
+                logger.warning("left-over rich menus: alias %s could not be read (%s)", alias_id, alias.result.status)
+                return outcome
+        left_over = sorted((set(line_ids) & ours) - in_use - {""})
+        for index, rich_menu_id in enumerate(left_over):
+            deleted = _menu_delete(line, rich_menu_id)
+            if deleted.ok or deleted.status == 404:
+                outcome.deleted += 1
+                continue
+            logger.warning("left-over rich menu %s not deleted (%s)", rich_menu_id, deleted.status)
+            outcome.kept += 1
+            if not deleted.request_sent:  # the hour's deletes are used up: the rest wait for the next run
+                outcome.kept += len(left_over) - index - 1
+                break
+    return outcome
+
+
 def _deployment_finish(
     deployment: RichMenuDeployment,
     menu: RichMenu,

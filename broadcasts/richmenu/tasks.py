@@ -32,6 +32,11 @@ def rich_menu_links_reconcile_task() -> int:
     return outcome.linked + outcome.unlinked
 
 
+def rich_menus_left_over_delete_task() -> int:
+    """Nightly (migration broadcasts/…_rich_menu_left_over_schedule): menus nothing uses leave LINE."""
+    return deploy.rich_menus_left_over_delete(now=timezone.now()).deleted
+
+
 def rich_menu_link_resident_task(line_user_id: str) -> int:
     outcome = linking.rich_menu_link_resident(line_user_id=line_user_id, now=timezone.now())
     return outcome.linked + outcome.unlinked

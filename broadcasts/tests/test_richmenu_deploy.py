@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
+from pydoc import locate
 from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from django.utils import timezone
+from django_q.models import Schedule
 
 from audit import actions as audit_actions
 from audit.models import AuditEntry
@@ -302,3 +305,70 @@ def test_moving_residents_during_a_deploy_waits_for_lines_bulk_link_window(fake_
     deploy_module._bulk_turn()
 
     assert slept == [0.25]
+
+
+# --------------------------------------------------------------------------
+# Left-over menus on LINE (nightly)
+# --------------------------------------------------------------------------
+
+
+def test_menus_left_on_line_by_refused_deletes_go_at_night_and_nothing_in_use_or_foreign_is_touched(fake_line, staff):
+    deployed(menu_create(name="標準"), staff)
+    members = followers_create(2)
+    kids = menu_create(role=RichMenu.Role.SEGMENT, segment=segment_of(members, "kosodate"), alias_id="kids")
+    deployed(kids, staff)
+    linking.rich_menu_links_reconcile(now=NOW)
+    replaced = kids.line_rich_menu_id
+    fake_line.fail_next(500, path_prefix=f"/v2/bot/richmenu/{replaced}")  # LINE refuses the old menu's delete
+    deployed(kids, staff)
+    with LineClient() as line:
+        # A menu another tool made through the API on the same channel: not in our deploy history.
+        foreign = line.rich_menu_create({**line_json.rich_menu_object(kids), "name": "他のツール"}).rich_menu_id
+    live = {RichMenu.objects.get(name="標準").line_rich_menu_id, kids.line_rich_menu_id}
+    assert set(fake_line.rich_menus) == live | {replaced, foreign}
+
+    outcome = deploy.rich_menus_left_over_delete(now=NOW)
+
+    assert (outcome.deleted, outcome.kept, outcome.error) == (1, 0, "")
+    assert set(fake_line.rich_menus) == live | {foreign}
+    assert fake_line.rich_menu_aliases == {"kids": kids.line_rich_menu_id}
+    assert deploy.rich_menus_left_over_delete(now=NOW).deleted == 0
+
+
+def test_left_over_menus_wait_for_the_next_night_once_the_hours_deletes_are_used(fake_line, staff, settings):
+    menu = menu_create(alias_id="main")
+    deployed(menu, staff)
+    settings.LINE_RATE_LIMITS = {**settings.LINE_RATE_LIMITS, "rich_menu_delete": 1}
+    replaced = []
+    for _ in range(3):
+        replaced.append(menu.line_rich_menu_id)
+        deployed(menu, staff)  # the first of these takes the hour's delete; the others leave their old menu
+    assert set(replaced[1:]) <= set(fake_line.rich_menus)
+    start = len(fake_line.calls())
+
+    outcome = deploy.rich_menus_left_over_delete(now=NOW)
+
+    assert (outcome.deleted, outcome.kept) == (0, 2)
+    assert "deleteRichMenu" not in [call.operation_id for call in fake_line.calls()[start:]]
+    settings.LINE_RATE_LIMITS = {**settings.LINE_RATE_LIMITS, "rich_menu_delete": 100}
+    with time_machine.travel(NOW.replace(hour=10), tick=False):  # the next hour's window
+        assert deploy.rich_menus_left_over_delete(now=NOW.replace(hour=10)).deleted == 2
+    assert set(fake_line.rich_menus) == {menu.line_rich_menu_id}
+
+
+def test_when_lines_list_cannot_be_read_nothing_is_deleted(fake_line, staff):
+    menu = menu_create()
+    deployed(menu, staff)
+    fake_line.fail_next(500, path_prefix="/v2/bot/richmenu/list")
+
+    outcome = deploy.rich_menus_left_over_delete(now=NOW)
+
+    assert outcome.deleted == 0 and "500" in outcome.error
+    assert list(fake_line.rich_menus) == [menu.line_rich_menu_id]
+
+
+def test_the_left_over_cleanup_is_scheduled_after_the_reconciler():
+    schedule = Schedule.objects.get(func="broadcasts.richmenu.tasks.rich_menus_left_over_delete_task")
+    assert (schedule.schedule_type, schedule.repeats) == (Schedule.DAILY, -1)
+    assert timezone.localtime(schedule.next_run).time() == time(4, 30)
+    assert callable(locate(schedule.func))

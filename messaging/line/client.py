@@ -363,6 +363,11 @@ class LineClient:
         result, response = self._call(self.messaging.get_rich_menu_with_http_info, rich_menu_id)
         return result, (response.data.to_dict() if result.ok else {})
 
+    def rich_menu_ids(self) -> tuple[SendResult, list[str]]:
+        """The ids of every rich menu this channel made through the Messaging API (not the OA Manager's)."""
+        result, response = self._call(self.messaging.get_rich_menu_list_with_http_info)
+        return result, ([menu.rich_menu_id for menu in response.data.richmenus] if result.ok else [])
+
     def rich_menu_validate(self, menu: dict) -> SendResult:
         result, _response = self._call(
             self.messaging.validate_rich_menu_object_with_http_info, RichMenuRequest.from_dict(menu)
