@@ -224,15 +224,23 @@ def segment_save(*, segment: Segment, actor, changed_fields: list[str], request=
     created = segment.pk is None
     if created:
         segment.created_by = actor
+        previous_department_id = None
+    else:
+        previous_department_id = Segment.objects.filter(pk=segment.pk).values_list("department_id", flat=True).first()
     segment.save()
-    if created or changed_fields:
-        audit_record(
-            actor=actor,
-            action=audit_actions.SEGMENT_CREATE if created else audit_actions.SEGMENT_CHANGE,
-            obj=segment,
-            details={"name": segment.name, "fields": sorted(changed_fields)},
-            request=request,
-        )
+    if not (created or changed_fields):
+        return segment
+    action = audit_actions.SEGMENT_CREATE if created else audit_actions.SEGMENT_CHANGE
+    details = {"name": segment.name, "fields": sorted(changed_fields)}
+    departments = [segment.department_id]
+    if not created and previous_department_id != segment.department_id:
+        # Moved: the department it left sees the change in its log too (city-wide entries are
+        # seen by city-wide auditors, who see every department's anyway).
+        details["previous_department_id"] = previous_department_id
+        if previous_department_id is not None:
+            departments.append(previous_department_id)
+    for department_id in departments:
+        audit_record(actor=actor, action=action, obj=segment, department=department_id, details=details, request=request)
     return segment
 
 

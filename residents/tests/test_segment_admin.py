@@ -338,6 +338,22 @@ def test_creating_changing_and_deleting_a_segment_is_audit_logged(district, welf
     assert not Segment.objects.exists()
 
 
+def test_a_segment_moved_to_another_department_is_logged_in_both(district, welfare, tax):
+    admin = _user("admin", Role.SYSTEM_ADMIN)
+    segment = Segment.objects.create(name="北地区", department=welfare, rules=NORTH)
+
+    response = _client(admin).post(
+        reverse("admin:residents_segment_change", args=[segment.pk]),
+        {"name": "北地区", "description": "", "department": tax.pk, "rules": json.dumps(NORTH)},
+    )
+
+    assert response.status_code == 302
+    entries = _segment_entries()
+    assert sorted(entry.department.code for entry in entries) == ["tax", "welfare"]
+    assert {entry.action for entry in entries} == {"segment.change"}
+    assert entries[0].details == {"name": "北地区", "fields": ["department"], "previous_department_id": welfare.pk}
+
+
 def test_deleting_segments_in_bulk_logs_each(district, welfare, welfare_staff):
     segments = [Segment.objects.create(name=name, department=welfare, rules=NORTH) for name in ("一", "二")]
 
