@@ -19,6 +19,7 @@ never deployed or changed since go first, so their aliases exist when residents 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -301,7 +302,7 @@ def rich_menus_left_over_delete(*, now: datetime) -> LeftOver:
     A replaced menu whose delete LINE refused, or that the hourly limit held back, stays on LINE and
     counts against the channel's cap of rich menus. Candidates are only the menus in the deploy
     history (another tool's menus on the same channel are never touched), and never one that is
-    live, linked to residents, pointed at by one of our aliases, or part of a deployment still running.
+    live, LINE's default, linked to residents, behind one of our aliases, or in a deployment still running.
     """
     outcome = LeftOver()
     with LineClient() as line:
@@ -324,13 +325,17 @@ def rich_menus_left_over_delete(*, now: datetime) -> LeftOver:
                 )
             )
         )
-        for alias_id in RichMenu.objects.exclude(alias_id="").values_list("alias_id", flat=True).distinct():
-            alias = line.rich_menu_alias(alias_id)  # an undo that could not put an alias back keeps its menu
-            if alias.result.ok:
-                in_use.add(alias.rich_menu_id)
-            elif alias.result.status != 404:
-                outcome.error = linking.line_error(alias.result)
-                logger.warning("left-over rich menus: alias %s could not be read (%s)", alias_id, alias.result.status)
+        # LINE's default, and the menus behind our aliases (an undo that could not put one back keeps its menu).
+        aliases = RichMenu.objects.exclude(alias_id="").values_list("alias_id", flat=True).distinct()
+        lookups = [("the default menu", line.rich_menu_default)]
+        lookups += [(f"alias {alias_id}", functools.partial(line.rich_menu_alias, alias_id)) for alias_id in aliases]
+        for what, lookup in lookups:
+            found = lookup()
+            if found.result.ok:
+                in_use.add(found.rich_menu_id)
+            elif found.result.status != 404:  # 404: there is none
+                outcome.error = linking.line_error(found.result)
+                logger.warning("left-over rich menus: %s could not be read (%s)", what, found.result.status)
                 return outcome
         left_over = sorted((set(line_ids) & ours) - in_use - {""})
         for index, rich_menu_id in enumerate(left_over):

@@ -372,3 +372,16 @@ def test_the_left_over_cleanup_is_scheduled_after_the_reconciler():
     assert (schedule.schedule_type, schedule.repeats) == (Schedule.DAILY, -1)
     assert timezone.localtime(schedule.next_run).time() == time(4, 30)
     assert callable(locate(schedule.func))
+
+
+def test_a_left_over_menu_someone_made_lines_default_is_kept(fake_line, staff):
+    menu = menu_create(role=RichMenu.Role.TAB, alias_id="tab-kids")
+    deployed(menu, staff)
+    replaced = menu.line_rich_menu_id
+    fake_line.fail_next(500, path_prefix=f"/v2/bot/richmenu/{replaced}")
+    deployed(menu, staff)
+    with LineClient() as line:
+        assert line.rich_menu_default_set(replaced).ok  # by hand, e.g. from another tool
+
+    assert deploy.rich_menus_left_over_delete(now=NOW).deleted == 0
+    assert replaced in fake_line.rich_menus
