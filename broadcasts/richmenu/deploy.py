@@ -19,7 +19,6 @@ never deployed or changed since go first, so their aliases exist when residents 
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import time
@@ -302,41 +301,32 @@ def rich_menus_left_over_delete(*, now: datetime) -> LeftOver:
     A replaced menu whose delete LINE refused, or that the hourly limit held back, stays on LINE and
     counts against the channel's cap of rich menus. Candidates are only the menus in the deploy
     history (another tool's menus on the same channel are never touched), and never one that is
-    live, LINE's default, linked to residents, behind one of our aliases, or in a deployment still running.
+    live, LINE's default, behind any alias, linked to residents by this system, or made by a
+    deployment that started less than RUNNING_STALE_AFTER ago, whatever its status.
     """
     outcome = LeftOver()
+    # The deploy history first: a deploy finishing while this reads (its menu becoming live) is
+    # then protected as recent even if the read of live menus below came before its commit.
+    history = RichMenuDeployment.objects.all()
+    ours = set(history.values_list("line_rich_menu_id", flat=True)) | set(
+        history.values_list("replaced_line_rich_menu_id", flat=True)
+    )
+    in_use = set(history.filter(started_at__gte=now - RUNNING_STALE_AFTER).values_list("line_rich_menu_id", flat=True))
+    in_use |= set(RichMenu.objects.values_list("line_rich_menu_id", flat=True))
+    in_use |= set(RichMenuLink.objects.values_list("line_rich_menu_id", flat=True))
     with LineClient() as line:
         listed, line_ids = line.rich_menu_ids()
-        if not listed.ok:
-            outcome.error = linking.line_error(listed)
-            logger.warning("left-over rich menus: LINE's list could not be read (%s)", listed.status)
-            return outcome
-        history = RichMenuDeployment.objects.all()
-        ours = set(history.values_list("line_rich_menu_id", flat=True)) | set(
-            history.values_list("replaced_line_rich_menu_id", flat=True)
-        )
-        running_since = now - RUNNING_STALE_AFTER
-        in_use = (
-            set(RichMenu.objects.values_list("line_rich_menu_id", flat=True))
-            | set(RichMenuLink.objects.values_list("line_rich_menu_id", flat=True))
-            | set(
-                history.filter(status=RichMenuDeployment.Status.RUNNING, started_at__gte=running_since).values_list(
-                    "line_rich_menu_id", flat=True
-                )
-            )
-        )
-        # LINE's default, and the menus behind our aliases (an undo that could not put one back keeps its menu).
-        aliases = RichMenu.objects.exclude(alias_id="").values_list("alias_id", flat=True).distinct()
-        lookups = [("the default menu", line.rich_menu_default)]
-        lookups += [(f"alias {alias_id}", functools.partial(line.rich_menu_alias, alias_id)) for alias_id in aliases]
-        for what, lookup in lookups:
-            found = lookup()
-            if found.result.ok:
-                in_use.add(found.rich_menu_id)
-            elif found.result.status != 404:  # 404: there is none
-                outcome.error = linking.line_error(found.result)
-                logger.warning("left-over rich menus: %s could not be read (%s)", what, found.result.status)
+        default = line.rich_menu_default()
+        aliases_read, aliases = line.rich_menu_alias_targets()
+        reads = [("list of menus", listed), ("aliases", aliases_read)]
+        if default.result.status != 404:  # 404: no default menu is set
+            reads.append(("default menu", default.result))
+        for what, result in reads:
+            if not result.ok:
+                outcome.error = linking.line_error(result)
+                logger.warning("left-over rich menus: LINE's %s could not be read (%s)", what, result.status)
                 return outcome
+        in_use |= {default.rich_menu_id, *aliases.values()}
         left_over = sorted((set(line_ids) & ours) - in_use - {""})
         for index, rich_menu_id in enumerate(left_over):
             deleted = _menu_delete(line, rich_menu_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from pydoc import locate
 from zoneinfo import ZoneInfo
 
@@ -311,6 +311,8 @@ def test_moving_residents_during_a_deploy_waits_for_lines_bulk_link_window(fake_
 # Left-over menus on LINE (nightly)
 # --------------------------------------------------------------------------
 
+NIGHT = NOW + timedelta(hours=1)  # the deploys at NOW are no longer recent
+
 
 def test_menus_left_on_line_by_refused_deletes_go_at_night_and_nothing_in_use_or_foreign_is_touched(fake_line, staff):
     deployed(menu_create(name="標準"), staff)
@@ -327,12 +329,12 @@ def test_menus_left_on_line_by_refused_deletes_go_at_night_and_nothing_in_use_or
     live = {RichMenu.objects.get(name="標準").line_rich_menu_id, kids.line_rich_menu_id}
     assert set(fake_line.rich_menus) == live | {replaced, foreign}
 
-    outcome = deploy.rich_menus_left_over_delete(now=NOW)
+    outcome = deploy.rich_menus_left_over_delete(now=NIGHT)
 
     assert (outcome.deleted, outcome.kept, outcome.error) == (1, 0, "")
     assert set(fake_line.rich_menus) == live | {foreign}
     assert fake_line.rich_menu_aliases == {"kids": kids.line_rich_menu_id}
-    assert deploy.rich_menus_left_over_delete(now=NOW).deleted == 0
+    assert deploy.rich_menus_left_over_delete(now=NIGHT).deleted == 0
 
 
 def test_left_over_menus_wait_for_the_next_night_once_the_hours_deletes_are_used(fake_line, staff, settings):
@@ -346,13 +348,13 @@ def test_left_over_menus_wait_for_the_next_night_once_the_hours_deletes_are_used
     assert set(replaced[1:]) <= set(fake_line.rich_menus)
     start = len(fake_line.calls())
 
-    outcome = deploy.rich_menus_left_over_delete(now=NOW)
+    outcome = deploy.rich_menus_left_over_delete(now=NIGHT)  # the limiter's clock is still in NOW's hour
 
     assert (outcome.deleted, outcome.kept) == (0, 2)
     assert "deleteRichMenu" not in [call.operation_id for call in fake_line.calls()[start:]]
     settings.LINE_RATE_LIMITS = {**settings.LINE_RATE_LIMITS, "rich_menu_delete": 100}
-    with time_machine.travel(NOW.replace(hour=10), tick=False):  # the next hour's window
-        assert deploy.rich_menus_left_over_delete(now=NOW.replace(hour=10)).deleted == 2
+    with time_machine.travel(NIGHT, tick=False):  # the next hour's window
+        assert deploy.rich_menus_left_over_delete(now=NIGHT).deleted == 2
     assert set(fake_line.rich_menus) == {menu.line_rich_menu_id}
 
 
@@ -383,5 +385,29 @@ def test_a_left_over_menu_someone_made_lines_default_is_kept(fake_line, staff):
     with LineClient() as line:
         assert line.rich_menu_default_set(replaced).ok  # by hand, e.g. from another tool
 
-    assert deploy.rich_menus_left_over_delete(now=NOW).deleted == 0
+    assert deploy.rich_menus_left_over_delete(now=NIGHT).deleted == 0
     assert replaced in fake_line.rich_menus
+
+
+def test_left_over_menus_still_linked_recent_or_behind_any_alias_are_kept(fake_line, staff):
+    menu = menu_create(role=RichMenu.Role.TAB, alias_id="tab-kids")
+    replaced = []
+    for _ in range(4):
+        deployed(menu, staff)
+        replaced.append(menu.line_rich_menu_id)
+        fake_line.fail_next(500, path_prefix=f"/v2/bot/richmenu/{menu.line_rich_menu_id}")  # each delete refused
+    deployed(menu, staff)
+    linked, recent, aliased, stale = replaced
+    follower = followers_create(1)[0]
+    RichMenuLink.objects.create(line_user=follower, menu=menu, line_rich_menu_id=linked, linked_at=NOW)
+    # A deploy that finished just now (its menu may have gone live after the live menus were read).
+    RichMenuDeployment.objects.filter(line_rich_menu_id=recent).update(started_at=NOW - timedelta(minutes=3))
+    RichMenuDeployment.objects.exclude(line_rich_menu_id=recent).update(started_at=NOW - timedelta(hours=1))
+    with LineClient() as line:
+        assert line.rich_menu_alias_create("old-name", aliased).ok  # an alias renamed in the admin since
+
+    outcome = deploy.rich_menus_left_over_delete(now=NOW)
+
+    assert (outcome.deleted, outcome.kept) == (1, 0)
+    assert stale not in fake_line.rich_menus
+    assert {linked, recent, aliased, menu.line_rich_menu_id} <= set(fake_line.rich_menus)

@@ -368,6 +368,13 @@ class LineClient:
         result, response = self._call(self.messaging.get_rich_menu_list_with_http_info)
         return result, ([menu.rich_menu_id for menu in response.data.richmenus] if result.ok else [])
 
+    def rich_menu_alias_targets(self) -> tuple[SendResult, dict[str, str]]:
+        """Every alias of this channel and the rich menu it points at ({alias id: rich menu id})."""
+        result, response = self._call(self.messaging.get_rich_menu_alias_list_with_http_info)
+        if not result.ok:
+            return result, {}
+        return result, {alias.rich_menu_alias_id: alias.rich_menu_id for alias in response.data.aliases}
+
     def rich_menu_validate(self, menu: dict) -> SendResult:
         result, _response = self._call(
             self.messaging.validate_rich_menu_object_with_http_info, RichMenuRequest.from_dict(menu)
