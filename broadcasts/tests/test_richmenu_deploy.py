@@ -57,6 +57,16 @@ def deployed(menu: RichMenu, staff) -> RichMenuDeployment:
     return deployment
 
 
+def live_segment_menu(staff) -> tuple[RichMenu, list]:
+    """The default menu and a segment menu (alias "kids") deployed, the segment's two followers linked to it."""
+    deployed(menu_create(name="標準"), staff)
+    members = followers_create(2)
+    menu = menu_create(role=RichMenu.Role.SEGMENT, segment=segment_of(members, "kosodate"), alias_id="kids")
+    deployed(menu, staff)
+    linking.rich_menu_links_reconcile(now=NOW)
+    return menu, members
+
+
 def test_every_tile_action_becomes_a_countable_action_line_accepts(fake_line):
     tab = menu_create(role=RichMenu.Role.TAB, alias_id="tab-events")
     menu = menu_create(tiles=6)
@@ -231,11 +241,7 @@ def test_over_the_hourly_delete_limit_the_old_menu_is_left_on_line_and_the_deplo
 
 
 def test_a_refused_relink_puts_the_alias_back_and_removes_the_new_menu(fake_line, staff):
-    deployed(menu_create(name="標準"), staff)
-    members = followers_create(2)
-    segment_menu = menu_create(role=RichMenu.Role.SEGMENT, segment=segment_of(members, "kosodate"), alias_id="kids")
-    deployed(segment_menu, staff)
-    linking.rich_menu_links_reconcile(now=NOW)
+    segment_menu, members = live_segment_menu(staff)
     old_id = segment_menu.line_rich_menu_id
     fake_line.fail_next(503, path_prefix="/v2/bot/richmenu/bulk/link", body={"message": "Service unavailable"})
 
@@ -315,11 +321,7 @@ NIGHT = NOW + timedelta(hours=1)  # the deploys at NOW are no longer recent
 
 
 def test_menus_left_on_line_by_refused_deletes_go_at_night_and_nothing_in_use_or_foreign_is_touched(fake_line, staff):
-    deployed(menu_create(name="標準"), staff)
-    members = followers_create(2)
-    kids = menu_create(role=RichMenu.Role.SEGMENT, segment=segment_of(members, "kosodate"), alias_id="kids")
-    deployed(kids, staff)
-    linking.rich_menu_links_reconcile(now=NOW)
+    kids, _members = live_segment_menu(staff)
     replaced = kids.line_rich_menu_id
     fake_line.fail_next(500, path_prefix=f"/v2/bot/richmenu/{replaced}")  # LINE refuses the old menu's delete
     deployed(kids, staff)
