@@ -138,7 +138,7 @@ def inbox_store(*, events: list) -> set[str]:
     now = timezone.now()
     rows = []
     for index, event in enumerate(events):
-        event = parse.without_nul(event)
+        event = parse.storable(event)
         problems = parse.event_problems(index, event)
         if problems:
             fields = parse.malformed_fields(event, problems, now)
@@ -149,9 +149,9 @@ def inbox_store(*, events: list) -> set[str]:
             rows.append(InboxEvent(status=InboxEvent.Status.IGNORED, processed_at=now, **fields))
             continue
         row = InboxEvent(payload=event, **parse.inbox_fields(event))
-        if not row.line_user_id:
-            # Nobody to answer and no conversation to continue (e.g. some group or room events).
-            row.status, row.ignored_reason = InboxEvent.Status.IGNORED, "no user id"
+        reason = parse.unanswerable_reason(event)
+        if reason:  # a group, a room, another channel's chat: nobody to answer, nothing to continue
+            row.status, row.ignored_reason = InboxEvent.Status.IGNORED, reason
             row.payload, row.processed_at = parse.redact(event), now
         rows.append(row)
     users = {row.line_user_id for row in rows if row.status == InboxEvent.Status.PENDING}
@@ -292,7 +292,10 @@ def _inbox_process_next(line_user_id: str) -> str:
             .first()
         )
         if user is None:  # held by another worker, or not created yet
-            return "busy" if LineUser.objects.filter(line_user_id=line_user_id).exists() else "new"
+            if LineUser.objects.filter(line_user_id=line_user_id).exists():
+                return "busy"
+            # Only a pending event makes somebody a LINE user of ours (a stray wake-up does not).
+            return "new" if selectors.inbox_next_pending(line_user_id=line_user_id).exists() else "empty"
         event = selectors.inbox_next_pending(line_user_id=line_user_id).select_for_update().first()
         if event is None:
             return "empty"

@@ -9,6 +9,7 @@ a malformed one (`event_problems`) as ignored with `malformed_fields`; the inbox
 from __future__ import annotations
 
 import mimetypes
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -171,18 +172,23 @@ def malformed_fields(event: Any, problems: list[str], received_at: datetime) -> 
     }
 
 
-def without_nul(value: Any) -> Any:
-    """`value` with U+0000 in its strings (and keys) replaced by U+FFFD.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
-    PostgreSQL refuses U+0000 in text and jsonb: one such character would fail the whole
-    request's transaction, every time LINE redelivers it.
+
+def storable(value: Any) -> Any:
+    """`value` with U+0000 and lone surrogates in its strings (and keys) replaced by U+FFFD.
+
+    JSON may carry both (`\\u0000`, a `\\ud83d` without its pair) and `json.loads` accepts them,
+    but PostgreSQL refuses U+0000 in text and jsonb and nothing can encode a lone surrogate as
+    UTF-8: one such character would fail the whole request's transaction, every time LINE
+    redelivers it.
     """
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+        return _UNSTORABLE.sub("\ufffd", value)
     if isinstance(value, dict):
-        return {without_nul(key): without_nul(item) for key, item in value.items()}
+        return {storable(key): storable(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [without_nul(item) for item in value]
+        return [storable(item) for item in value]
     return value
 
 
@@ -262,18 +268,30 @@ def _message(event: dict, reply_token: str) -> Parsed:
     return Parsed(IGNORE, reason=f"unsupported message type: {str(kind)[:40]}")
 
 
+def unanswerable_reason(event: dict) -> str:
+    """Why no resident's one-to-one chat can be answered for this event, or "" when one can.
+
+    Judged from the event alone, so the webhook stores such events as ignored: no worker runs
+    for them and no LineUser is made for a group member who never added the account.
+    """
+    if event.get("mode", "active") != "active":
+        return "standby mode (another channel has the chat)"
+    source = event.get("source") if isinstance(event.get("source"), dict) else {}
+    if source.get("type") != "user":
+        return f"not a one-to-one chat (source: {str(source.get('type'))[:20]})"
+    if not source_user_id(event):
+        return "no user id"
+    return ""
+
+
 def parse_event(event: dict) -> Parsed:
     """What to do with one stored webhook event. Never raises on odd input."""
     if not isinstance(event, dict):
         return Parsed(IGNORE, reason="not an event object")
     event_type = event.get("type")
-    if event.get("mode", "active") != "active":
-        return Parsed(IGNORE, reason="standby mode (another channel has the chat)")
-    source = event.get("source") if isinstance(event.get("source"), dict) else {}
-    if source.get("type") != "user":
-        return Parsed(IGNORE, reason=f"not a one-to-one chat (source: {str(source.get('type'))[:20]})")
-    if not source_user_id(event):
-        return Parsed(IGNORE, reason="no user id")
+    reason = unanswerable_reason(event)
+    if reason:
+        return Parsed(IGNORE, reason=reason)
     reply_token = event.get("replyToken") if isinstance(event.get("replyToken"), str) else ""
     if event_type == "follow":
         follow = event.get("follow") if isinstance(event.get("follow"), dict) else {}

@@ -192,20 +192,32 @@ def test_staff_can_requeue_an_event_that_is_still_being_retried(
     assert wakeups[-1] == ("messaging.tasks.process_user_inbox", USER)
 
 
-def test_group_and_unknown_events_are_ignored_with_reason(client, engine_calls):
-    for name in ("group_text_message", "unknown_event"):
-        assert post_webhook(client, fixture_body(name)).status_code == 200
-    run = services.inbox_process_user(line_user_id=USER)
-    assert run.processed == 2
-    reasons = dict(InboxEvent.objects.values_list("event_type", "ignored_reason"))
-    assert reasons == {
-        "message": "not a one-to-one chat (source: group)",
-        "futureEventFromLine": "unsupported event type: futureEventFromLine",
-    }
-    assert set(InboxEvent.objects.values_list("status", flat=True)) == {"ignored"}
-    assert engine_calls == [] and OutboxMessage.objects.count() == 0
+def test_group_and_unknown_events_are_ignored_with_reason(
+    client,
+    engine_calls,
+    wakeups,  # noqa: F811 (the imported fixture)
+    django_capture_on_commit_callbacks,
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        for name in ("group_text_message", "unknown_event"):
+            assert post_webhook(client, fixture_body(name)).status_code == 200
     group = InboxEvent.objects.get(event_type="message")
-    assert "開庁時間" not in str(group.payload)  # nothing the resident wrote is kept
+    # Judged at the webhook: no worker runs for a group, and its member is nobody's resident.
+    assert (group.status, group.ignored_reason) == ("ignored", "not a one-to-one chat (source: group)")
+    assert "開庁時間" not in str(group.payload)  # nothing the member wrote is kept
+    assert wakeups == [("messaging.tasks.process_user_inbox", USER)]  # for the unknown event only
+    run = services.inbox_process_user(line_user_id=USER)
+    assert run.processed == 1
+    unknown = InboxEvent.objects.get(event_type="futureEventFromLine")
+    assert (unknown.status, unknown.ignored_reason) == ("ignored", "unsupported event type: futureEventFromLine")
+    assert engine_calls == [] and OutboxMessage.objects.count() == 0
+
+
+def test_a_group_member_who_never_added_the_account_is_not_made_a_follower(client):
+    assert post_webhook(client, fixture_body("group_text_message")).status_code == 200
+    assert services.inbox_process_user(line_user_id=USER).outcomes == ["empty"]  # a stray wake-up
+    assert not LineUser.objects.filter(line_user_id=USER).exists()
+    assert not Resident.objects.filter(line_user_id=USER).exists()
 
 
 def test_events_for_an_unknown_user_create_the_resident(engine_calls):

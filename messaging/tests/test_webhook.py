@@ -417,7 +417,7 @@ def test_events_without_a_user_are_stored_as_ignored(client, wakeups):
     response = post_webhook(client, callback(room))
     assert response.status_code == 200
     row = InboxEvent.objects.get()
-    assert row.status == "ignored" and row.ignored_reason == "no user id"
+    assert row.status == "ignored" and row.ignored_reason == "not a one-to-one chat (source: room)"
     assert wakeups == []
 
 
@@ -425,6 +425,18 @@ def test_a_nul_character_does_not_cost_the_whole_request(client):
     odd, good = text_event(USER, "a\x00b"), text_event(USER, "ふつう")
     odd["deliveryContext"]["\x00"] = "\x00"
     assert post_webhook(client, callback(odd, good)).status_code == 200  # PostgreSQL refuses U+0000
+    stored = InboxEvent.objects.get(webhook_event_id=odd["webhookEventId"])
+    assert stored.status == "pending" and stored.payload["message"]["text"] == "a\ufffdb"
+    assert InboxEvent.objects.filter(webhook_event_id=good["webhookEventId"]).exists()
+
+
+def test_a_lone_surrogate_does_not_cost_the_whole_request(client):
+    odd, good = text_event(USER, "PLACEHOLDER"), text_event(USER, "ふつう")
+    # JSON can escape half of a surrogate pair; json.loads accepts it, UTF-8 cannot encode it.
+    raw = json.dumps(callback(odd, good)).replace("PLACEHOLDER", "a\\ud83db").encode()
+    assert json.loads(raw)["events"][0]["message"]["text"] == "a\ud83db"
+    response = post_webhook(client, raw)
+    assert response.status_code == 200
     stored = InboxEvent.objects.get(webhook_event_id=odd["webhookEventId"])
     assert stored.status == "pending" and stored.payload["message"]["text"] == "a\ufffdb"
     assert InboxEvent.objects.filter(webhook_event_id=good["webhookEventId"]).exists()
