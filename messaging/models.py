@@ -132,6 +132,14 @@ class InboxEvent(models.Model):
     status = models.CharField(_("状態"), max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(_("処理回数"), default=0)
     last_error = models.TextField(_("最後のエラー"), blank=True)
+    attempt_started_at = models.DateTimeField(
+        _("処理中の回の開始日時"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "長く待った受信イベントの処理は、始める前に回数を数えます。完了しないまま残っていれば、その回は作業の強制終了や時間切れで中断されています。"
+        ),
+    )
     ignored_reason = models.CharField(_("対象外の理由"), max_length=200, blank=True)
     received_at = models.DateTimeField(_("受信日時"), auto_now_add=True)
     processed_at = models.DateTimeField(_("処理日時"), null=True, blank=True)

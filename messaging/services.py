@@ -60,6 +60,9 @@ logger = logging.getLogger(__name__)
 INBOX_MAX_ATTEMPTS = 5
 INBOX_EVENTS_PER_RUN = 50
 SWEEP_GRACE = timedelta(seconds=30)  # a fresh event's own wake-up is probably on its way
+# An event older than this is being retried, was swept up after a lost wake-up, or killed the
+# worker that last tried it: its attempt is counted and committed before it runs (_inbox_count_ahead).
+INBOX_COUNT_AHEAD_AFTER = SWEEP_GRACE
 IMAGE_DIRECTORY = "line/images"
 OUTBOX_MAX_ATTEMPTS = 10
 OUTBOX_LEASE = timedelta(minutes=5)  # > one batch of calls, each bounded by the client time-out
@@ -70,6 +73,7 @@ RETRY_KEY_WINDOW = timedelta(hours=23)  # LINE honours a retry key for 24 hours
 UNKNOWN_REPLY_REASON = "LINE の応答が不明のため再送していません"
 INBOX_ERROR_MESSAGE = "処理中にエラーが発生しました"
 CONTENT_ERROR_MESSAGE = "LINE からメッセージの内容を取得できませんでした"
+INTERRUPTED_ERROR = "WorkerInterrupted: 前回の処理が終わらないまま作業が止まりました（時間切れ・強制終了など）"
 
 
 _broker_by_process: dict[int, object] = {}
@@ -245,6 +249,8 @@ def inbox_process_user(
             # worker never waits for a row a transaction is still creating), then claimed as usual.
             LineUser.objects.get_or_create(line_user_id=line_user_id)
             outcome = _inbox_process_next(line_user_id)
+        if outcome == "counted":  # the attempt at an event that waited is on record: now run it
+            outcome = _inbox_process_next(line_user_id, count_ahead=False)
         run.outcomes.append(outcome)
         if outcome in ("busy", "new"):
             # Another worker holds this resident: it looks again after letting go (below).
@@ -283,7 +289,7 @@ def inbox_process_user(
     return run
 
 
-def _inbox_process_next(line_user_id: str) -> str:
+def _inbox_process_next(line_user_id: str, *, count_ahead: bool = True) -> str:
     with transaction.atomic():
         user = (
             LineUser.objects.select_for_update(skip_locked=True, of=("self",))
@@ -299,6 +305,8 @@ def _inbox_process_next(line_user_id: str) -> str:
         event = selectors.inbox_next_pending(line_user_id=line_user_id).select_for_update().first()
         if event is None:
             return "empty"
+        if count_ahead and event.received_at < timezone.now() - INBOX_COUNT_AHEAD_AFTER:
+            return _inbox_count_ahead(event)
         stored: list[str] = []
         try:
             with transaction.atomic():
@@ -313,6 +321,47 @@ def _inbox_process_next(line_user_id: str) -> str:
         return outcome
 
 
+def _inbox_count_ahead(event: InboxEvent) -> str:
+    """Count an attempt at an event that has waited, committed before the attempt runs.
+
+    A worker killed in the middle of an event (the task time-out, out of memory, a crash in a
+    native library) rolls its transaction back, count included, so an event that kills every
+    worker would block its resident for good, never counted. An attempt counted ahead that never
+    finished (attempt_started_at still set) was interrupted: after INBOX_MAX_ATTEMPTS such attempts
+    the event is parked like one that failed, and the resident's later events go on. Fresh events
+    skip this (one transaction less each): their first attempt, if it kills its worker, is retried
+    by the sweep after INBOX_COUNT_AHEAD_AFTER, and counted from then on.
+    """
+    if event.attempt_started_at is not None:
+        event.last_error = INTERRUPTED_ERROR
+        logger.warning("inbox event %s: attempt %d did not finish", event.pk, event.attempts)
+    if event.attempts >= INBOX_MAX_ATTEMPTS:
+        _inbox_park(event)
+        event.save(update_fields=["last_error", "status", "processed_at", "payload", "attempt_started_at"])
+        logger.error("inbox event %s parked after %d attempts that did not finish", event.pk, event.attempts)
+        return "parked"
+    event.attempts += 1
+    event.attempt_started_at = timezone.now()
+    event.save(update_fields=["attempts", "attempt_started_at", "last_error"])
+    return "counted"
+
+
+def _inbox_count_attempt(event: InboxEvent) -> None:
+    """The attempt that just ended, unless it was counted ahead (then it is no longer running)."""
+    if event.attempt_started_at is None:
+        event.attempts += 1
+    event.attempt_started_at = None
+
+
+def _inbox_park(event: InboxEvent) -> None:
+    """Give up on an event: failed, redacted (nothing of the resident's input is kept)."""
+    event.last_error += f"（{event.attempts} 回失敗したため保留）"
+    event.status = InboxEvent.Status.FAILED
+    event.processed_at = timezone.now()
+    event.payload = parse.redact(event.payload)
+    event.attempt_started_at = None
+
+
 def _inbox_failed(event: InboxEvent, error: Exception) -> str:
     """Count a failed attempt; park the event after INBOX_MAX_ATTEMPTS.
 
@@ -321,16 +370,13 @@ def _inbox_failed(event: InboxEvent, error: Exception) -> str:
     resident's input is kept, so it cannot be processed again (see inbox_retry).
     """
     event.refresh_from_db()  # forget whatever the failed attempt changed in memory
-    event.attempts += 1
+    _inbox_count_attempt(event)
     message = CONTENT_ERROR_MESSAGE if isinstance(error, ContentUnavailable) else INBOX_ERROR_MESSAGE
     event.last_error = f"{type(error).__name__}: {message}"
     parked = event.attempts >= INBOX_MAX_ATTEMPTS
     if parked:
-        event.last_error += f"（{event.attempts} 回失敗したため保留）"
-        event.status = InboxEvent.Status.FAILED
-        event.processed_at = timezone.now()
-        event.payload = parse.redact(event.payload)
-    event.save(update_fields=["attempts", "last_error", "status", "processed_at", "payload"])
+        _inbox_park(event)
+    event.save(update_fields=["attempts", "last_error", "status", "processed_at", "payload", "attempt_started_at"])
     name, trace = type(error).__name__, _trace(error)
     if parked:
         logger.error("inbox event %s parked after %d attempts (%s)\n%s", event.pk, event.attempts, name, trace)
@@ -342,10 +388,10 @@ def _inbox_failed(event: InboxEvent, error: Exception) -> str:
 def _inbox_finish(event: InboxEvent, status: str, reason: str = "") -> None:
     event.status = status
     event.ignored_reason = reason[:200]
-    event.attempts += 1
+    _inbox_count_attempt(event)
     event.processed_at = timezone.now()
     event.payload = parse.redact(event.payload)  # the inbox keeps no resident input
-    event.save(update_fields=["status", "ignored_reason", "attempts", "processed_at", "payload"])
+    event.save(update_fields=["status", "ignored_reason", "attempts", "attempt_started_at", "processed_at", "payload"])
 
 
 def _resident_for(user: LineUser, *, follow: bool = False) -> Resident:
@@ -906,7 +952,7 @@ def inbox_retry(*, ids: list[int]) -> int:
         if _holds_input(event) and (event.status == InboxEvent.Status.FAILED or event.attempts > 0)
     ]
     count = InboxEvent.objects.filter(pk__in=[event.pk for event in events]).update(
-        status=InboxEvent.Status.PENDING, attempts=0, processed_at=None
+        status=InboxEvent.Status.PENDING, attempts=0, attempt_started_at=None, processed_at=None
     )
     for line_user_id in sorted({event.line_user_id for event in events} - {""}):
         transaction.on_commit(lambda user=line_user_id: wake_inbox_worker(user), robust=True)

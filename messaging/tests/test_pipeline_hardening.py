@@ -15,6 +15,7 @@ import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 import urllib3
 from django.apps import apps as django_apps
 from django.urls import reverse
@@ -202,6 +203,82 @@ def test_a_parked_event_keeps_none_of_the_residents_text(engine_calls, admin_cli
     ):
         page = admin_client.get(url).content.decode()
         assert "壊れる" not in page and "engine exploded" not in page
+
+
+def engine_that(monkeypatch, *outcomes: BaseException | None) -> list[str]:
+    """The engine raises the given outcomes in turn for the text "落ちる" (None: answers it)."""
+    real, left, texts = services.conversation_handle, list(outcomes), []
+
+    def engine(*, line_user_id, event, **kwargs):
+        texts.append(event.text)
+        outcome = left.pop(0) if event.text == "落ちる" and left else None
+        if outcome is not None:
+            raise outcome
+        return real(line_user_id=line_user_id, event=event, **kwargs)
+
+    monkeypatch.setattr(services, "conversation_handle", engine)
+    return texts
+
+
+def test_an_event_that_kills_every_worker_is_parked_and_the_residents_later_events_go_on(monkeypatch):
+    texts = engine_that(monkeypatch, *[WorkerKilled()] * (services.INBOX_MAX_ATTEMPTS + 1))
+    with time_machine.travel(datetime(2026, 12, 1, 9, 0, tzinfo=UTC), tick=False) as clock:
+        store(text_event(USER, "落ちる"), text_event(USER, "次の用件", timestamp=now_ms() + 1000))
+        with pytest.raises(WorkerKilled):  # the first attempt dies: rolled back, count and all
+            services.inbox_process_user(line_user_id=USER)
+        poison = InboxEvent.objects.order_by("line_timestamp").first()
+        assert (poison.status, poison.attempts, poison.attempt_started_at) == ("pending", 0, None)
+        for attempt in range(1, services.INBOX_MAX_ATTEMPTS + 1):
+            clock.shift(timedelta(minutes=1))  # the sweep wakes the resident again
+            with pytest.raises(WorkerKilled):
+                services.inbox_process_user(line_user_id=USER)
+            poison.refresh_from_db()
+            # Counted before it ran, so the count survived the worker.
+            assert (poison.status, poison.attempts) == ("pending", attempt)
+            assert poison.attempt_started_at == timezone.now()
+            assert poison.last_error == ("" if attempt == 1 else services.INTERRUPTED_ERROR)
+        clock.shift(timedelta(minutes=1))
+        run = services.inbox_process_user(line_user_id=USER)
+    poison.refresh_from_db()
+    assert (poison.status, poison.attempts, poison.attempt_started_at) == ("failed", 5, None)
+    assert poison.last_error.startswith(services.INTERRUPTED_ERROR) and "保留" in poison.last_error
+    assert "落ちる" not in str(poison.payload)  # parked: redacted like any other
+    assert (run.parked, run.processed) == (1, 1)
+    assert texts.count("落ちる") == services.INBOX_MAX_ATTEMPTS + 1 and texts[-1] == "次の用件"
+    later = InboxEvent.objects.order_by("line_timestamp").last()
+    assert (later.status, later.attempts, later.attempt_started_at) == ("done", 1, None)
+
+
+def test_an_attempt_counted_ahead_is_counted_once_whether_it_fails_or_succeeds(monkeypatch):
+    engine_that(monkeypatch, RuntimeError("engine exploded"), RuntimeError("engine exploded"))
+    with time_machine.travel(datetime(2026, 12, 1, 9, 0, tzinfo=UTC), tick=False) as clock:
+        store(text_event(USER, "落ちる"))
+        event = InboxEvent.objects.get()
+        counts = []
+        for _ in range(3):  # fails fresh, fails after waiting (counted ahead), then succeeds
+            services.inbox_process_user(line_user_id=USER)
+            event.refresh_from_db()
+            counts.append((event.status, event.attempts, event.attempt_started_at))
+            clock.shift(timedelta(minutes=1))
+    assert counts == [("pending", 1, None), ("pending", 2, None), ("done", 3, None)]
+    assert event.last_error == f"RuntimeError: {services.INBOX_ERROR_MESSAGE}"  # the last failure, for the record
+
+
+def test_staff_retry_forgets_an_attempt_that_did_not_finish(monkeypatch):
+    engine_that(monkeypatch, WorkerKilled())
+    with time_machine.travel(datetime(2026, 12, 1, 9, 0, tzinfo=UTC), tick=False) as clock:
+        store(text_event(USER, "落ちる"))
+        clock.shift(timedelta(minutes=1))
+        with pytest.raises(WorkerKilled):
+            services.inbox_process_user(line_user_id=USER)
+        event = InboxEvent.objects.get()
+        assert event.attempt_started_at is not None
+        assert services.inbox_retry(ids=[event.pk]) == 1
+        event.refresh_from_db()
+        assert (event.attempts, event.attempt_started_at) == (0, None)
+        services.inbox_process_user(line_user_id=USER)
+    event.refresh_from_db()
+    assert (event.status, event.attempts, event.last_error) == ("done", 1, "")
 
 
 def test_the_admin_shows_no_resident_text_even_for_an_event_still_waiting(admin_client):
