@@ -124,7 +124,7 @@ def _quota_shortfall(run: BroadcastRun, count: int) -> str:
     with LineClient() as line:
         quota = line.quota()
     if not quota.result.ok:
-        raise QuotaUnreadable(_describe(quota.result))
+        raise QuotaUnreadable(retry.describe(quota.result))
     if quota.remaining is None:
         return ""
     remaining = max(quota.remaining - selectors.recipients_queued(other_than_run_id=run.pk), 0)
@@ -345,10 +345,6 @@ def _chunk_settle(chunk: BroadcastChunk, now, **fields) -> bool:
     return True
 
 
-def _describe(result: SendResult) -> str:
-    return f"{result.status or 'no answer'}: {result.error}"
-
-
 def _chunk_sent(chunk: BroadcastChunk, result: SendResult, now) -> str:
     request_id = result.accepted_request_id if result.status == 409 else result.request_id
     if not _chunk_settle(
@@ -408,8 +404,8 @@ def _chunk_deliver(line: LineClient, chunk: BroadcastChunk, now) -> str:
     if result.ok or result.status == 409:  # 409: LINE accepted this retry key before (a sender died mid-call)
         return _chunk_sent(chunk, result, now)
     if retry.retryable(result):
-        return _chunk_retry(chunk, _describe(result), now, result=result)
-    return _chunk_failed(chunk, _describe(result), now, result=result)
+        return _chunk_retry(chunk, retry.describe(result), now, result=result)
+    return _chunk_failed(chunk, retry.describe(result), now, result=result)
 
 
 def _chunk_crashed(chunk: BroadcastChunk, error: Exception, now) -> str:

@@ -777,10 +777,6 @@ def _settle(row: OutboxMessage, **fields) -> None:
         logger.warning("outbox %s: the claim was lost before the result was recorded", row.pk)
 
 
-def _describe(result: SendResult) -> str:
-    return f"{result.status or 'no answer'}: {result.error}"
-
-
 def _sent(row: OutboxMessage, via: str, result: SendResult, now) -> str:
     request_id = result.accepted_request_id if result.status == 409 else result.request_id
     _settle(
@@ -817,7 +813,7 @@ def _retry(row: OutboxMessage, error: str, now, *, result: SendResult | None = N
 
 
 def _retry_result(row: OutboxMessage, result: SendResult, now) -> str:
-    return _retry(row, _describe(result), now, result=result)
+    return _retry(row, retry.describe(result), now, result=result)
 
 
 def _unknown(row: OutboxMessage, error: str, *, result: SendResult | None = None) -> str:
@@ -878,7 +874,7 @@ def _outbox_deliver(line: LineClient, row: OutboxMessage, mode: str, now) -> str
         if _reply_outcome_unknown(result):
             # Maybe delivered, maybe not. A reply has no retry key, so a push of the same messages
             # could reach the resident twice: leave it to staff (admin action "プッシュで再送").
-            return _unknown(row, _describe(result), result=result)
+            return _unknown(row, retry.describe(result), result=result)
         # LINE did not take the reply: nothing was sent. The token is spent for this row, which
         # goes by push from now on (committed now, so a sender dying during the push is not
         # mistaken for one dying during the reply).
@@ -887,7 +883,7 @@ def _outbox_deliver(line: LineClient, row: OutboxMessage, mode: str, now) -> str
         if retry.retryable(result):  # 429, or no connection could be made: push after the back-off
             return _retry_result(row, result, now)
         if not _invalid_reply_token(result):
-            return _failed(row, _describe(result), result=result)
+            return _failed(row, retry.describe(result), result=result)
         # LINE refused the token (expired or used): push the same messages now.
     if now - row.retry_key_issued_at > RETRY_KEY_WINDOW:
         return _failed(row, "not sent within the retry key's 24 hours")
@@ -898,7 +894,7 @@ def _outbox_deliver(line: LineClient, row: OutboxMessage, mode: str, now) -> str
         return _sent(row, OutboxMessage.Kind.PUSH, result, now)
     if retry.retryable(result):
         return _retry_result(row, result, now)
-    return _failed(row, _describe(result), result=result)
+    return _failed(row, retry.describe(result), result=result)
 
 
 def _outbox_crashed(row: OutboxMessage, error: Exception, now) -> str:

@@ -23,6 +23,7 @@ from broadcasts.tests.sending_world import (  # noqa: F401 (autouse fixtures)
     run_for,
     wakeups,
 )
+from messaging.line import retry
 from messaging.line.client import LineClient
 from residents.models import Segment
 from residents.tests.factories import CategoryFactory, ResidentFactory
@@ -256,6 +257,18 @@ def test_a_400_fails_the_chunk_with_lines_message_and_the_run_counts_it(fake_lin
     run.refresh_from_db()
     assert (run.status, run.delivered, run.failed) == ("done", 0, 2)
     assert len(fake_line.calls(MULTICAST)) == 1  # never retried
+
+
+def test_a_chunk_over_the_monthly_limit_fails_at_once_with_what_staff_can_do(fake_line):
+    residents(2)
+    run = prepared(run_for(audience=Broadcast.Audience.EVERYONE))
+    # Checked when the run started, used up since (by notices, another tool on the channel…).
+    fake_line.set_quota(type="limited", value=0)
+    assert sending.broadcast_chunks_send().failed == 1
+    chunk = run.chunks.get()
+    assert (chunk.status, chunk.attempts) == ("failed", 1)
+    assert chunk.last_error == f"{retry.MONTHLY_LIMIT_HINT}（429: You have reached your monthly limit.）"
+    assert len(fake_line.calls(MULTICAST)) == 1  # not retried: nothing changes before next month
 
 
 def test_a_409_for_the_retry_key_counts_as_sent_and_delivers_nothing_twice(fake_line):

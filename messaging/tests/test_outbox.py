@@ -148,6 +148,20 @@ def test_429_backs_off_and_retries_with_same_key(fake_line):
     assert retry_keys(fake_line) == [str(row.retry_key)] * 2
 
 
+def test_a_push_over_the_monthly_limit_fails_at_once_and_the_residents_next_reply_still_goes(fake_line):
+    fake_line.set_quota(type="limited", value=0)
+    notice = queue(USER, ["申請の状況が変わりました"])
+    answer = queue(USER, ["受け付けました"], reply_token=fake_line.issue_reply_token(USER))
+    services.outbox_send()
+    notice.refresh_from_db()
+    answer.refresh_from_db()
+    assert (notice.status, notice.attempts) == ("failed", 1)
+    assert notice.last_error == f"{retry.MONTHLY_LIMIT_HINT}（429: You have reached your monthly limit.）"
+    # Replies do not count against the monthly limit: the conversation goes on.
+    assert (answer.status, answer.sent_via) == ("sent", "reply")
+    assert [call.path for call in fake_line.calls()] == [PUSH, REPLY]
+
+
 def test_back_off_grows_and_has_jitter():
     delays = [retry.backoff(attempt, 5).total_seconds() for attempt in (1, 2, 3, 4)]
     assert 2.5 <= delays[0] <= 7.5 and 20 <= delays[3] <= 60
