@@ -168,9 +168,20 @@ def broadcast_run_prepare(*, run_id: int, now=None) -> str:
 
 
 def _locked_pending_run(run_id: int) -> BroadcastRun | None:
+    """The run, locked with its broadcast, when it is still to be started (else None).
+
+    Staff who cancel a broadcast or send it back to draft cancel its runs not started yet, but a
+    run the scheduler was creating at that moment was not committed when they looked: it is
+    cancelled here instead, where the broadcast's status is read under its lock.
+    """
     run = BroadcastRun.objects.select_for_update().select_related("broadcast").get(pk=run_id)
     if run.status != BroadcastRun.Status.PENDING or run.chunks.exists():
         return None  # another preparer got here first
+    if run.broadcast.status not in (Broadcast.Status.SCHEDULED, Broadcast.Status.SENDING):
+        run.status = BroadcastRun.Status.CANCELLED
+        run.save(update_fields=["status"])
+        logger.info("broadcast run %s cancelled: its broadcast is %s", run.pk, run.broadcast.status)
+        return None
     return run
 
 

@@ -262,7 +262,9 @@ def broadcast_return_to_draft(*, broadcast_id: int, user, reason: str = "", requ
     _require(user, policy.CHANGE, broadcast)
     if broadcast.status not in RETURNABLE:
         raise BroadcastRefused([_("承認待ちまたは配信予約済みの一斉配信だけ、下書きに戻せます。")])
-    if any(run.status == BroadcastRun.Status.SENDING for run in runs):
+    # Read again under the broadcast's lock: a run the preparer started after `runs` were read
+    # (created by the scheduler meanwhile) is sending now, and none can start while we hold it.
+    if broadcast.runs.filter(status=BroadcastRun.Status.SENDING).exists():
         raise BroadcastRefused([_("配信中のため下書きに戻せません。配信が終わってから操作してください。")])
     reason = (reason or "").strip()
     if len(reason) > RETURNED_REASON_MAX:

@@ -413,6 +413,44 @@ def test_sending_back_while_the_preparer_starts_the_run_waits_for_it_and_is_refu
     assert BroadcastRun.objects.get(pk=run_id).status == "sending"
 
 
+@pytest.fixture
+def stale_look_at_runs(monkeypatch):
+    """Staff's look at the runs finds none: the scheduler's new run committed just after it."""
+    real = services._locked_with_active_runs
+    monkeypatch.setattr(services, "_locked_with_active_runs", lambda broadcast_id: (real(broadcast_id)[0], []))
+
+
+@pytest.mark.parametrize(
+    ("stop", "status"), [("broadcast_cancel", "cancelled"), ("broadcast_return_to_draft", "draft")]
+)
+def test_a_run_created_while_staff_stopped_the_broadcast_is_cancelled_by_the_preparer_not_sent(
+    env, queued, stale_look_at_runs, stop, status
+):
+    broadcast = draft(env, send_at=NOW + timedelta(minutes=1), recurrence="daily")
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+    [run_id] = services.broadcast_runs_due(now=NOW + timedelta(minutes=2))
+    getattr(services, stop)(broadcast_id=broadcast.pk, user=env["author"])
+    assert BroadcastRun.objects.get(pk=run_id).status == "pending"  # missed by staff's look
+
+    assert sending.broadcast_run_prepare(run_id=run_id, now=NOW + timedelta(minutes=2)) == "cancelled"
+    assert not BroadcastChunk.objects.filter(run_id=run_id).exists()
+    assert Broadcast.objects.get(pk=broadcast.pk).status == status
+
+
+def test_sending_back_is_refused_when_a_run_started_after_its_look_at_the_runs(env, queued, stale_look_at_runs):
+    broadcast = draft(env, send_at=NOW + timedelta(minutes=1), recurrence="daily")
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+    [run_id] = services.broadcast_runs_due(now=NOW + timedelta(minutes=2))
+    sending._run_start(run_id, sending.Recipients(["U" + "1" * 32], 0, 0), NOW + timedelta(minutes=2))
+
+    with pytest.raises(services.BroadcastRefused) as refused:
+        services.broadcast_return_to_draft(broadcast_id=broadcast.pk, user=env["author"])
+
+    assert refused.value.messages == ["配信中のため下書きに戻せません。配信が終わってから操作してください。"]
+    assert Broadcast.objects.get(pk=broadcast.pk).status == "scheduled"
+    assert BroadcastRun.objects.get(pk=run_id).status == "sending"
+
+
 def test_a_segment_edited_after_submission_does_not_change_who_the_approved_broadcast_reaches(env):
     north = {"match": "all", "rules": [{"type": "category", "op": "chose", "category": "kita"}]}
     segment = Segment.objects.create(name="北地区", department=env["department"], rules=north)
