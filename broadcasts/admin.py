@@ -8,6 +8,7 @@ from django.contrib.admin.utils import unquote
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from broadcasts import (  # noqa: F401 - run_admin registers the runs' admin
@@ -23,6 +24,14 @@ from broadcasts.richmenu import admin as richmenu_admin  # noqa: F401 - register
 from residents.models import Category
 from staff import policy
 from staff.mixins import ScopedAdminMixin
+
+
+def _posted_datetime(request, name: str):
+    """A date-time the page posted back (None when missing or unreadable)."""
+    try:
+        return parse_datetime(request.POST.get(name, ""))
+    except ValueError:
+        return None
 
 
 def _change_url(broadcast_id: int) -> str:
@@ -168,6 +177,7 @@ class BroadcastAdmin(ScopedAdminMixin, admin.ModelAdmin):
             "returned_reason_max": RETURNED_REASON_MAX,
             "submit_url": reverse("admin:broadcasts_broadcast_submit", args=[broadcast.pk]),
             "approve_url": reverse("admin:broadcasts_broadcast_approve", args=[broadcast.pk]),
+            "approve_seen": broadcast.updated_at.isoformat(),
             "cancel_url": reverse("admin:broadcasts_broadcast_cancel", args=[broadcast.pk]),
             "return_url": reverse("admin:broadcasts_broadcast_return", args=[broadcast.pk]),
         }
@@ -283,7 +293,13 @@ class BroadcastAdmin(ScopedAdminMixin, admin.ModelAdmin):
         )
 
     def approve_view(self, request, object_id):
-        return self._act(request, object_id, services.broadcast_approve, _("承認しました。予約どおりに配信します。"))
+        return self._act(
+            request,
+            object_id,
+            services.broadcast_approve,
+            _("承認しました。予約どおりに配信します。"),
+            seen_updated_at=_posted_datetime(request, "seen"),
+        )
 
     def cancel_view(self, request, object_id):
         return self._act(request, object_id, services.broadcast_cancel, _("一斉配信を取り消しました。"))

@@ -202,8 +202,14 @@ def broadcast_submit(*, broadcast_id: int, user, now: datetime | None = None, re
 
 
 @transaction.atomic
-def broadcast_approve(*, broadcast_id: int, user, now: datetime | None = None, request=None) -> Broadcast:
-    """A second staff member (change permission in the broadcast's department) approves it."""
+def broadcast_approve(
+    *, broadcast_id: int, user, seen_updated_at: datetime | None, now: datetime | None = None, request=None
+) -> Broadcast:
+    """A second staff member (change permission in the broadcast's department) approves it.
+
+    `seen_updated_at` is the broadcast's `updated_at` on the page the approver read: withdrawn,
+    changed and submitted again since, it is not what they saw, and they are asked to read it again.
+    """
     now = now or timezone.now()
     broadcast = _locked(broadcast_id)
     _require(user, policy.CHANGE, broadcast)
@@ -211,6 +217,10 @@ def broadcast_approve(*, broadcast_id: int, user, now: datetime | None = None, r
         raise BroadcastRefused([_("承認待ちの一斉配信ではありません。")])
     if broadcast.created_by_id is not None and broadcast.created_by_id == user.pk:
         raise BroadcastRefused([_("自分で作成した一斉配信は承認できません。ほかの職員に承認を依頼してください。")])
+    if seen_updated_at != broadcast.updated_at:
+        raise BroadcastRefused(
+            [_("表示した後にこの一斉配信が変更されました。最新の内容を確かめてから、もう一度承認してください。")]
+        )
     errors = audience_errors(broadcast, user=user)
     if _is_repeating(broadcast):
         errors += schedule_errors(broadcast, now=now)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -202,8 +204,14 @@ def test_submit_then_approval_by_a_second_staff_member_through_the_buttons(env):
     response = env["author_client"].post(url("approve", broadcast.pk))
     assert notices(response) == ["自分で作成した一斉配信は承認できません。ほかの職員に承認を依頼してください。"]
 
-    response = env["colleague_client"].post(url("approve", broadcast.pk))
-    assert notices(response) == ["承認しました。予約どおりに配信します。"]
+    page = env["colleague_client"].get(url("change", broadcast.pk)).content.decode()
+    [shown] = re.findall(r'<input type="hidden" name="seen" value="([^"]+)">', page)
+    response = env["colleague_client"].post(url("approve", broadcast.pk))  # a form without what was shown
+    assert notices(response) == [
+        "表示した後にこの一斉配信が変更されました。最新の内容を確かめてから、もう一度承認してください。"
+    ]
+    response = env["colleague_client"].post(url("approve", broadcast.pk), {"seen": shown})
+    assert notices(response)[-1] == "承認しました。予約どおりに配信します。"
     assert Broadcast.objects.get(pk=broadcast.pk).status == "scheduled"
     assert AuditEntry.objects.filter(action=actions.BROADCAST_APPROVE).count() == 1
 

@@ -38,6 +38,11 @@ def env(db):
     return {"department": department, "other": other, "author": author, "colleague": colleague, "outsider": outsider}
 
 
+def seen(broadcast: Broadcast):
+    """What the approver's page showed: the broadcast as it is now."""
+    return Broadcast.objects.get(pk=broadcast.pk).updated_at
+
+
 def draft(env, **fields) -> Broadcast:
     values = {"title": "年末のお知らせ", "department": env["department"], "messages": TEXT, "created_by": env["author"]}
     return Broadcast.objects.create(**{**values, **fields})
@@ -100,7 +105,7 @@ def test_the_creator_cannot_approve_their_own_broadcast(env):
     services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
 
     with pytest.raises(services.BroadcastRefused) as refused:
-        services.broadcast_approve(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+        services.broadcast_approve(broadcast_id=broadcast.pk, seen_updated_at=seen(broadcast), user=env["author"], now=NOW)
 
     assert refused.value.messages == ["自分で作成した一斉配信は承認できません。ほかの職員に承認を依頼してください。"]
     broadcast.refresh_from_db()
@@ -111,7 +116,7 @@ def test_a_second_staff_member_approves_and_it_is_audited(env):
     broadcast = draft(env, requires_approval=True)
     services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
 
-    services.broadcast_approve(broadcast_id=broadcast.pk, user=env["colleague"], now=NOW + timedelta(minutes=30))
+    services.broadcast_approve(broadcast_id=broadcast.pk, seen_updated_at=seen(broadcast), user=env["colleague"], now=NOW + timedelta(minutes=30))
 
     broadcast.refresh_from_db()
     assert broadcast.status == "scheduled" and broadcast.approved_by == env["colleague"]
@@ -119,12 +124,35 @@ def test_a_second_staff_member_approves_and_it_is_audited(env):
     assert AuditEntry.objects.filter(action=actions.BROADCAST_APPROVE, actor=env["colleague"]).count() == 1
 
 
+def test_approval_is_refused_when_the_broadcast_changed_after_the_approver_read_it(env):
+    broadcast = draft(env, requires_approval=True)
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+    read_by_approver = seen(broadcast)
+    # Meanwhile the author withdraws it, changes the text and asks again.
+    services.broadcast_return_to_draft(broadcast_id=broadcast.pk, user=env["author"])
+    Broadcast.objects.filter(pk=broadcast.pk).update(messages=[{"kind": "text", "text": "別の内容"}])
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+
+    with pytest.raises(services.BroadcastRefused) as refused:
+        services.broadcast_approve(
+            broadcast_id=broadcast.pk, user=env["colleague"], seen_updated_at=read_by_approver, now=NOW
+        )
+
+    assert refused.value.messages == [
+        "表示した後にこの一斉配信が変更されました。最新の内容を確かめてから、もう一度承認してください。"
+    ]
+    assert Broadcast.objects.get(pk=broadcast.pk).status == "awaiting_approval"
+    assert not AuditEntry.objects.filter(action=actions.BROADCAST_APPROVE).exists()
+    services.broadcast_approve(broadcast_id=broadcast.pk, user=env["colleague"], seen_updated_at=seen(broadcast))
+    assert Broadcast.objects.get(pk=broadcast.pk).status == "scheduled"
+
+
 def test_staff_of_another_department_cannot_approve(env):
     broadcast = draft(env, requires_approval=True)
     services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
 
     with pytest.raises(services.BroadcastRefused):
-        services.broadcast_approve(broadcast_id=broadcast.pk, user=env["outsider"], now=NOW)
+        services.broadcast_approve(broadcast_id=broadcast.pk, seen_updated_at=seen(broadcast), user=env["outsider"], now=NOW)
     assert Broadcast.objects.get(pk=broadcast.pk).status == "awaiting_approval"
 
 
@@ -181,7 +209,7 @@ def test_the_approver_sends_a_broadcast_back_with_a_reason_and_the_author_correc
 def test_withdrawing_a_scheduled_repeating_broadcast_drops_its_approval_and_unstarted_runs(env, queued):
     broadcast = draft(env, send_at=NOW + timedelta(minutes=1), recurrence="daily", requires_approval=True)
     services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
-    services.broadcast_approve(broadcast_id=broadcast.pk, user=env["colleague"], now=NOW)
+    services.broadcast_approve(broadcast_id=broadcast.pk, seen_updated_at=seen(broadcast), user=env["colleague"], now=NOW)
     [run_id] = services.broadcast_runs_due(now=NOW + timedelta(minutes=2))
 
     services.broadcast_return_to_draft(broadcast_id=broadcast.pk, user=env["author"])
@@ -465,7 +493,7 @@ def test_a_segment_edited_after_submission_does_not_change_who_the_approved_broa
 
     segment.rules = {"match": "all", "rules": [{"type": "follow", "op": "following"}]}  # widened to everyone
     segment.save()
-    services.broadcast_approve(broadcast_id=broadcast.pk, user=env["colleague"], now=NOW)
+    services.broadcast_approve(broadcast_id=broadcast.pk, seen_updated_at=seen(broadcast), user=env["colleague"], now=NOW)
 
     broadcast.refresh_from_db()
     assert broadcast.segment_rules == north  # what was submitted is what was approved, and what runs send to
@@ -489,5 +517,5 @@ def test_the_approver_needs_to_reach_the_audience_too(env):
     theirs.save()
 
     with pytest.raises(services.BroadcastRefused) as refused:
-        services.broadcast_approve(broadcast_id=broadcast.pk, user=env["colleague"], now=NOW)
+        services.broadcast_approve(broadcast_id=broadcast.pk, seen_updated_at=seen(broadcast), user=env["colleague"], now=NOW)
     assert "ほかの部署のセグメント" in refused.value.messages[0]
