@@ -66,6 +66,8 @@ _ANSWER_MIN_CHARS = 3
 _SENSITIVE_ANSWER_MIN_CHARS = 2
 _TEXT_KINDS = ("short_text", "long_text", "number", "location")
 _IGNORED_CHARS = re.compile(r"[\s\-‐‑‒–—―ー－、。，．,.・]")
+# Twelve digits, in groups of four or not (after NFKC: full-width digits are plain ones).
+_MY_NUMBER_CANDIDATE = re.compile(r"(?<!\d)\d{4}[\s\-‐‑‒–—―ー]?\d{4}[\s\-‐‑‒–—―ー]?\d{4}(?!\d)")
 
 
 class CorrespondenceRefused(services.ProblemsError):
@@ -116,17 +118,46 @@ def answers_in_text(*, application: Application, text: str) -> list[str]:
     return found
 
 
-def _personal_data_problems(application: Application, text: str, what: str) -> list[str]:
-    labels = answers_in_text(application=application, text=text)
-    if not labels:
-        return []
-    return [
-        _(
-            "%(what)sに申請の回答（%(labels)s）と同じ内容が含まれています。LINE で送る文には氏名・住所・"
-            "電話番号などの個人情報を書けません。その部分を削除してください。"
+def _my_number_check_digit(body: str) -> int:
+    """The check digit of a My Number (個人番号) from its first 11 digits (番号法施行令 第8条)."""
+    total = sum(int(digit) * (n + 1 if n <= 6 else n - 5) for n, digit in enumerate(reversed(body), start=1))
+    remainder = total % 11
+    return 0 if remainder <= 1 else 11 - remainder
+
+
+def my_number_in_text(text: str) -> bool:
+    """Whether `text` holds twelve digits that check out as a My Number (spaces and hyphens allowed)."""
+    for match in _MY_NUMBER_CANDIDATE.finditer(unicodedata.normalize("NFKC", text or "")):
+        digits = re.sub(r"\D", "", match.group())
+        if _my_number_check_digit(digits[:11]) == int(digits[11]):
+            return True
+    return False
+
+
+def personal_data_problems(*, applications, text: str, what: str) -> list[str]:
+    """Why `text`, to be sent to a resident by LINE, may not go: it repeats an answer of one of
+    `applications` (those the writer may see), or holds a My Number. Empty when it may go."""
+    labels: list[str] = []
+    for application in applications:
+        labels += [label for label in answers_in_text(application=application, text=text) if label not in labels]
+    problems = []
+    if labels:
+        problems.append(
+            _(
+                "%(what)sに申請の回答（%(labels)s）と同じ内容が含まれています。LINE で送る文には氏名・住所・"
+                "電話番号などの個人情報を書けません。その部分を削除してください。"
+            )
+            % {"what": what, "labels": "、".join(f"「{label}」" for label in labels[:5])}
         )
-        % {"what": what, "labels": "、".join(f"「{label}」" for label in labels[:5])}
-    ]
+    if my_number_in_text(text):
+        problems.append(
+            _(
+                "%(what)sにマイナンバー（個人番号）と思われる12桁の数字が含まれています。"
+                "LINE では送れません。削除してください。"
+            )
+            % {"what": what}
+        )
+    return problems
 
 
 def _processable(application: Application, actor, refusal: str) -> Application:
@@ -175,7 +206,7 @@ def application_message_send(
             % {"max": APPLICATION_MESSAGE_MAX, "length": len(text)}
         )
     else:
-        problems += _personal_data_problems(locked, text, _("メッセージ"))
+        problems += personal_data_problems(applications=[locked], text=text, what=_("メッセージ"))
     if problems:
         raise CorrespondenceRefused(problems)
     delivered = notice_send(
@@ -283,7 +314,7 @@ def _correction_problems(application: Application, keys: list[str], reason: str,
             _("理由は%(max)s文字以内にしてください（現在%(length)s文字）。") % {"max": CORRECTION_REASON_MAX, "length": len(reason)}
         )
     else:
-        problems += _personal_data_problems(application, reason, _("理由"))
+        problems += personal_data_problems(applications=[application], text=reason, what=_("理由"))
     if not application.line_user_id or application.channel != Application.Channel.LINE:
         problems.append(_("この申請は LINE から受け付けたものではないため、LINE で修正をお願いできません。"))
     waiting = correction_status(application)

@@ -36,8 +36,10 @@ from messaging import ratelimit
 from messaging.line import render
 from messaging.line.client import LineClient
 from messaging.services import outbox_push_create
+from procedures.correspondence import personal_data_problems
 from residents import line_selectors
 from residents.models import Resident
+from staff import policy
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +165,10 @@ def resident_message_send(*, resident: Resident, text: str, sender, request=None
             _("メッセージは%(max)s文字以内にしてください（現在%(length)s文字）。")
             % {"max": RESIDENT_MESSAGE_MAX, "length": len(text)}
         )
+    visible = policy.applications_visible_to(sender, action=policy.VIEW).filter(resident=resident)
+    problems = personal_data_problems(applications=visible, text=text, what=_("メッセージ"))
+    if problems:
+        raise ResidentMessageRefused(" ".join(problems))
     if not line_selectors.LINE_USER_ID.match(resident.line_user_id):
         raise ResidentMessageRefused(_("この住民は LINE の利用者ではないため、メッセージを送れません。"))
     if line_selectors.resident_is_blocking(resident):

@@ -188,6 +188,22 @@ def test_department_staff_write_to_residents_of_their_applications_only(town):
     assert OutboxMessage.objects.filter(payload__isnull=False).count() == 2  # the fixture's and staff A's
 
 
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("佐藤一郎様、収集日が決まりました", "申請の回答（「お名前」）と同じ内容が含まれています"),
+        ("ご本人確認のため 1234 5678 9018 を控えました", "マイナンバー（個人番号）と思われる12桁の数字"),
+    ],
+)
+def test_a_personal_message_repeating_personal_data_is_refused_and_nothing_is_sent(town, text, error):
+    town.application_a.answers = {"name": "佐藤一郎"}
+    town.application_a.save()
+    before = OutboxMessage.objects.count()
+    response = town.staff_a.post(message_page(town.resident), {"text": text})
+    assert response.status_code == 200 and error in response.content.decode()
+    assert OutboxMessage.objects.count() == before and not AuditEntry.objects.filter(action="resident.message").exists()
+
+
 def test_a_blocked_resident_gets_no_message_and_staff_are_told_why(town):
     LineUser.objects.filter(resident=town.resident).update(is_following=False)
     before = OutboxMessage.objects.count()
