@@ -34,4 +34,4 @@ USER govtech
 
 EXPOSE 8000
 
-CMD ["gunicorn", "govtech.wsgi:application", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]
+CMD ["gunicorn", "govtech.wsgi:application", "--config", "python:govtech.gunicorn_conf", "--bind", "0.0.0.0:8000"]

@@ -157,3 +157,34 @@ def test_dockerignore_keeps_local_state_and_secrets_out():
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
     for entry in (".git", ".venv", "var", ".env"):
         assert entry in ignored
+
+
+def test_the_access_log_keeps_no_query_string_or_referer_where_staff_search_residents_by_name(services):
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+
+    from govtech import gunicorn_conf
+
+    assert "--config python:govtech.gunicorn_conf" in command_text(services["web"])
+    assert '"--config", "python:govtech.gunicorn_conf"' in (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    config = Config()
+    config.set("accesslog", gunicorn_conf.accesslog)
+    config.set("access_log_format", gunicorn_conf.access_log_format)
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": "/admin/residents/resident/?q=山田花子",
+        "PATH_INFO": "/admin/residents/resident/",
+        "QUERY_STRING": "q=山田花子",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_REFERER": "https://city.example/admin/residents/resident/?q=山田花子",
+        "REMOTE_ADDR": "10.0.0.1",
+    }
+    request = SimpleNamespace(headers=[("REFERER", environ["HTTP_REFERER"])])
+    response = SimpleNamespace(status="200 OK", status_code=200, headers=[], sent=1234, response_length=1234)
+    atoms = Logger(config).atoms(response, request, environ, timedelta(milliseconds=12))
+    line = config.access_log_format % atoms
+    assert "/admin/residents/resident/" in line and " 200 " in line
+    assert "山田" not in line and "q=" not in line
