@@ -124,6 +124,18 @@ class ResidentAdmin(ScopedAdminMixin, admin.ModelAdmin):
     # The page checks who may write to this resident itself (resident_message_allowed).
     scope_object_views = {"send_message": policy.VIEW}
 
+    def get_list_filter(self, request):
+        filters = super().get_list_filter(request)
+        if policy.reads_resident_profiles(request.user):
+            return filters
+        # The categories a resident chose are their profile: no filter that lists or selects by them.
+        return [item for item in filters if (item[0] if isinstance(item, tuple) else item) != "categories"]
+
+    def lookup_allowed(self, lookup, value, request=None):
+        if lookup.startswith("categories") and not policy.reads_resident_profiles(request.user):
+            return False
+        return super().lookup_allowed(lookup, value, request)
+
     def get_queryset(self, request):
         line_users = LineUser.objects.filter(resident=OuterRef("pk"))
         first_follow = LineFollowEvent.objects.filter(
@@ -211,7 +223,7 @@ class ResidentAdmin(ScopedAdminMixin, admin.ModelAdmin):
             "can_send_message": line_selectors.resident_message_allowed(user=user, resident=resident),
             "send_message_url": reverse("admin:residents_resident_send_message", args=[resident.pk]),
         }
-        if policy.sees_all(user, ResidentAttributeValue):
+        if policy.reads_resident_profiles(user):
             changes_url = reverse("admin:residents_profilechange_changelist")
             context.update(
                 profile=resident_profile(resident),

@@ -35,6 +35,7 @@ from staff import policy
 from staff.mixins import ScopedAdminMixin
 
 SAMPLE_SIZE = 20
+SMALL_COUNT = 5  # counts below this are not told to staff who may not read residents' profiles
 # A rule tree is small (at most MAX_LEAVES leaves); anything much bigger is not one.
 COUNT_BODY_MAX_BYTES = 100_000
 
@@ -82,6 +83,7 @@ def _labels() -> dict:
         "has_application": _("の申請がある"),
         "and": _("〜"),
         "count": _("該当する住民: %(count)s 人"),
+        "count_below": _("該当する住民: %(limit)s 人未満") % {"limit": SMALL_COUNT},
         "counting": _("数えています…"),
         "problems": _("条件を直してください:"),
         "failed": _("件数を取得できませんでした。画面を再読み込みしてください。"),
@@ -122,13 +124,23 @@ def editor_data(user, rules) -> dict:
 
 
 def members_preview(user, rules) -> dict:
-    """The count, and a sample of the members (LINE user id and display name only) among the residents
-    this user may see anyway: a segment must not become a way to look residents up."""
+    """How many residents the rules select and, for those who may read residents' profiles (system
+    administrators), a sample of them (LINE user id and display name only).
+
+    Department staff build segments but may not read profiles (attributes, categories). A sample,
+    or the exact count of a handful, would tell them whose profile matches: a rule on an attribute
+    narrowed to the few who applied to their procedure on one day. They get the count only, and
+    "fewer than SMALL_COUNT" below it.
+    """
     members = segment_residents(rules)
-    visible = members.filter(pk__in=policy.residents_visible_to(user).values("pk"))
-    sample = list(visible.order_by("pk").values("pk", "line_user_id", "display_name")[:SAMPLE_SIZE])
+    count = members.count()
+    if not policy.reads_resident_profiles(user):
+        if count < SMALL_COUNT:
+            return {"count": None, "count_below": SMALL_COUNT, "sample": None}
+        return {"count": count, "sample": None}
+    sample = list(members.order_by("pk").values("pk", "line_user_id", "display_name")[:SAMPLE_SIZE])
     return {
-        "count": members.count(),
+        "count": count,
         "sample": [
             {
                 "line_user_id": row["line_user_id"],

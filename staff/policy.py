@@ -576,6 +576,15 @@ def departments_for(user, action: str) -> QuerySet[Department]:
     return Department.objects.filter(pk__in=sorted(reach.department_ids))
 
 
+def reads_resident_profiles(user) -> bool:
+    """May `user` read residents' profiles: attributes, categories chosen, and their history?
+
+    The admin's view permission on the profile models, which asks for `administer`: system
+    administrators only. Pages and counts that would show a profile any other way ask this too.
+    """
+    return admin_permission(user, "view", ResidentAttributeValue)
+
+
 def sees_all(user, model) -> bool:
     """True when `user` may view every object of `model` (a system administrator, a city-wide auditor…)."""
     otype = object_type(model)

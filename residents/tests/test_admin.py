@@ -148,6 +148,25 @@ def test_department_staff_see_their_residents_without_texts_profile_or_other_dep
     assert "北地区" not in content and "防災情報" not in content
 
 
+def test_staff_who_may_not_read_profiles_cannot_list_or_select_residents_by_category(town):
+    changelist = reverse("admin:residents_resident_changelist")
+    category = Category.objects.get(key="bousai")
+    listed = town.staff_a.get(changelist)
+    assert listed.status_code == 200 and "防災情報" not in listed.content.decode()
+    assert town.staff_a.get(changelist, {"categories__id__exact": category.pk}).status_code == 400
+    assert "防災情報" in town.admin.get(changelist).content.decode()  # system administrators keep the filter
+
+
+def test_a_city_wide_auditor_sees_the_resident_but_not_their_profile(town):
+    auditor = member("auditor", Role.AUDITOR)
+    response = auditor.get(page(town.resident))
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert town.application_a.receipt_number in content
+    assert "北地区" not in content and "防災情報" not in content
+    assert reverse("admin:residents_profilechange_changelist") not in content
+
+
 def test_department_staff_without_an_application_of_the_resident_cannot_see_them(town):
     assert town.staff_b.get(page(town.resident)).status_code == 404
     listed = town.staff_b.get(reverse("admin:residents_resident_changelist")).content.decode()

@@ -78,13 +78,26 @@ def welfare_staff(welfare):
 # --------------------------------------------------------------------------
 
 
-def test_count_endpoint_answers_the_count_but_names_no_resident_the_staff_member_may_not_view(
-    district, welfare_staff
-):
+def test_count_endpoint_tells_department_staff_a_small_count_only_as_small_and_names_nobody(district, welfare_staff):
     response = _post_count(_client(welfare_staff), NORTH)
 
     assert response.status_code == 200
-    assert response.json() == {"count": 2, "sample": []}
+    assert response.json() == {"count": None, "count_below": 5, "sample": None}
+
+
+def test_department_staff_learn_no_profile_through_the_count_even_of_residents_they_may_view(
+    district, welfare, welfare_staff
+):
+    # A resident who applied to the department's procedure: staff may open them, not their profile.
+    applicant = Resident.objects.get(line_user_id="U-district-0")
+    ApplicationFactory(version=published_version(department=welfare), resident=applicant)
+    client = _client(welfare_staff)
+    assert client.get(reverse("admin:residents_resident_change", args=[applicant.pk])).status_code == 200
+    assert _post_count(_client(welfare_staff), NORTH).json()["sample"] is None
+    for number in range(3, 6):  # five in the north now: a count that singles nobody out
+        resident = Resident.objects.create(line_user_id=f"U-district-{number}")
+        ResidentAttributeValue.objects.create(resident=resident, attribute=district, value_text="north")
+    assert _post_count(_client(welfare_staff), NORTH).json() == {"count": 5, "sample": None}
 
 
 def test_the_sample_links_to_residents_the_user_may_view(district):
@@ -222,14 +235,14 @@ def test_a_system_admin_creates_a_city_wide_segment(district):
     assert Segment.objects.get().department is None
 
 
-def test_change_page_shows_the_saved_count_and_a_sample(district, welfare, welfare_staff):
+def test_change_page_shows_department_staff_the_saved_count_without_a_sample(district, welfare, welfare_staff):
     segment = Segment.objects.create(name="北地区", department=welfare, rules=NORTH)
 
     response = _client(welfare_staff).get(reverse("admin:residents_segment_change", args=[segment.pk]))
 
     assert response.status_code == 200
     html = response.content.decode()
-    assert "該当する住民: 2 人" in html
+    assert "該当する住民: 5 人未満" in html
     assert "U-district-0" not in html and "住民1" not in html  # residents this staff member may not view
     assert _editor_data(response)["rules"] == NORTH
 
@@ -275,7 +288,7 @@ def test_department_staff_read_a_city_wide_segment_but_cannot_change_or_delete_i
 
     page = client.get(change)
     assert page.status_code == 200
-    assert _editor_data(page)["readonly"] is True and "該当する住民: 2 人" in page.content.decode()
+    assert _editor_data(page)["readonly"] is True and "該当する住民: 5 人未満" in page.content.decode()
     assert "全庁の" in client.get(reverse("admin:residents_segment_changelist")).content.decode()
     assert client.post(change, {"name": "乗っ取り", "department": "", "rules": json.dumps(NORTH)}).status_code == 403
     assert client.post(reverse("admin:residents_segment_delete", args=[city_wide.pk]), {"post": "yes"}).status_code == 403

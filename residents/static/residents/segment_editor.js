@@ -437,7 +437,10 @@
           if (answer.problems) {
             showCount(labels.problems, answer.problems, null);
           } else {
-            showCount(labels.count.replace("%(count)s", answer.count.toLocaleString()), [], answer.sample);
+            var text = answer.count === null
+              ? labels.count_below
+              : labels.count.replace("%(count)s", answer.count.toLocaleString());
+            showCount(text, [], answer.sample);
           }
         })
         .catch(function () {
