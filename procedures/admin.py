@@ -611,9 +611,10 @@ class ProcedureAdmin(ScopedAdminMixin, admin.ModelAdmin):
         if not self.has_add_permission(request):
             raise PermissionDenied
         max_bytes = settings.PROCEDURE_IMPORT_MAX_BYTES
+        departments = policy.departments_for(request.user, policy.BUILD)
         problems: list[str] = []
         if request.method == "POST":
-            form = TemplateImportForm(request.POST, request.FILES, max_bytes=max_bytes)
+            form = TemplateImportForm(request.POST, request.FILES, max_bytes=max_bytes, departments=departments)
             if form.is_valid():
                 try:
                     procedure = procedure_import(
@@ -634,7 +635,7 @@ class ProcedureAdmin(ScopedAdminMixin, admin.ModelAdmin):
                     url = _version_url(draft.pk) if draft else reverse("admin:procedures_procedure_change", args=[procedure.pk])
                     return HttpResponseRedirect(url)
         else:
-            form = TemplateImportForm(max_bytes=max_bytes)
+            form = TemplateImportForm(max_bytes=max_bytes, departments=departments)
         context = {
             **self.admin_site.each_context(request),
             "title": _("テンプレートを読み込む"),

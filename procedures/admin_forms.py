@@ -299,9 +299,10 @@ class TemplateImportForm(forms.Form):
         help_text=gettext_lazy("空欄ならテンプレートに書かれた接頭辞を使います。すでに使われているときは指定してください。"),
     )
 
-    def __init__(self, *args, max_bytes: int, **kwargs):
+    def __init__(self, *args, max_bytes: int, departments, **kwargs):
         super().__init__(*args, **kwargs)
         self.max_bytes = max_bytes
+        self.fields["department"].queryset = departments  # only where the user may build procedures
 
     def clean_file(self):
         uploaded = self.cleaned_data["file"]

@@ -33,6 +33,7 @@ from procedures.tests.factories import (
     valid_draft,
 )
 from procedures.tests.spec_data import simple_spec_data, template_bytes
+from staff.models import Role, StaffMembership
 
 # --------------------------------------------------------------------------
 # Helpers
@@ -507,6 +508,22 @@ def test_import_creates_a_draft_and_opens_it(admin_client):
     procedure = Procedure.objects.get(receipt_prefix="COPY1")
     assert procedure.department == department
     assert response.status_code == 302 and response.url == version_url(procedure.draft)
+
+
+@pytest.mark.django_db
+def test_department_staff_import_only_into_their_own_department_and_see_no_other(client):
+    own, other = DepartmentFactory(name="環境課"), DepartmentFactory(name="福祉課")
+    user = StaffUserFactory(username="builder", is_superuser=False)
+    StaffMembership.objects.create(user=user, role=Role.DEPARTMENT_STAFF, department=own)
+    client.force_login(user)
+    page = client.get(reverse("admin:procedures_procedure_import")).content.decode()
+    assert "環境課" in page and "福祉課" not in page
+    upload = SimpleUploadedFile("template.json", template_bytes(simple_spec_data("ELSE")), "application/json")
+    response = client.post(
+        reverse("admin:procedures_procedure_import"), {"file": upload, "department": other.pk, "receipt_prefix": "else1"}
+    )
+    assert response.status_code == 403  # a department the page never offered (the scope guard)
+    assert not Procedure.objects.filter(receipt_prefix="ELSE1").exists()
 
 
 @pytest.mark.django_db
