@@ -18,7 +18,7 @@ from broadcasts import (  # noqa: F401 - run_admin registers the runs' admin
     services,
 )
 from broadcasts.forms import EDITORS, BroadcastForm, message_editor
-from broadcasts.models import BROADCAST_MAX_MESSAGES, RETURNED_REASON_MAX, Broadcast
+from broadcasts.models import BROADCAST_MAX_MESSAGES, RETURNED_REASON_MAX, Broadcast, BroadcastRun
 from broadcasts.preview import preview_items
 from broadcasts.richmenu import admin as richmenu_admin  # noqa: F401 - registers the rich menus' admin
 from residents.models import Category
@@ -178,6 +178,10 @@ class BroadcastAdmin(ScopedAdminMixin, admin.ModelAdmin):
             "submit_url": reverse("admin:broadcasts_broadcast_submit", args=[broadcast.pk]),
             "approve_url": reverse("admin:broadcasts_broadcast_approve", args=[broadcast.pk]),
             "approve_seen": broadcast.updated_at.isoformat(),
+            "latest_run": broadcast.runs.exclude(status=BroadcastRun.Status.CANCELLED)
+            .order_by("-scheduled_for", "-pk")
+            .first(),
+            "runs_url": reverse("admin:broadcasts_broadcastrun_changelist") + f"?broadcast__id__exact={broadcast.pk}",
             "cancel_url": reverse("admin:broadcasts_broadcast_cancel", args=[broadcast.pk]),
             "return_url": reverse("admin:broadcasts_broadcast_return", args=[broadcast.pk]),
         }

@@ -240,9 +240,14 @@ def _broadcast_after_run(run: BroadcastRun, *, refused_reason: str = "") -> None
     """Record how the run ended on its broadcast.
 
     The scheduler (broadcasts/services.py) leaves a repeating broadcast "scheduled" while occurrences
-    remain and makes it "sending" with its last (or only) run: that one ends it as sent, or refused.
-    A broadcast cancelled meanwhile keeps its status.
+    remain and makes it "sending" with its last (or only) run: that one ends it as sent, or refused
+    (also when LINE took none of its chunks). A broadcast cancelled meanwhile keeps its status.
     """
+    if not refused_reason and run.failed and not run.delivered:
+        # Every chunk failed for good (an expired access token, LINE refusing the messages): not "sent".
+        refused_reason = _(
+            "LINE が配信を受け付けませんでした（%(failed)s 人分）。「配信の実行」で LINE の応答を確かめてください。"
+        ) % {"failed": f"{run.failed:,}"}
     # Locked and read afresh: a cancel or the scheduler may have changed it since the run was read.
     broadcast = Broadcast.objects.select_for_update().get(pk=run.broadcast_id)
     if broadcast.status not in (Broadcast.Status.SCHEDULED, Broadcast.Status.SENDING):

@@ -8,11 +8,12 @@ import pytest
 from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from audit import actions
 from audit.models import AuditEntry
 from broadcasts import compose
-from broadcasts.models import Broadcast
+from broadcasts.models import Broadcast, BroadcastRun
 from broadcasts.tests.composing import every_kind, member, png_bytes
 from procedures.tests.factories import DepartmentFactory
 from residents.models import Segment
@@ -217,6 +218,23 @@ def test_submit_then_approval_by_a_second_staff_member_through_the_buttons(env):
 
     env["colleague_client"].post(url("cancel", broadcast.pk))
     assert Broadcast.objects.get(pk=broadcast.pk).status == "cancelled"
+
+
+def test_the_broadcast_page_tells_how_its_latest_run_went_and_links_to_the_runs(env):
+    broadcast = broadcast_of(env, messages=[{"kind": "text", "text": "お知らせ"}], status="sent")
+    BroadcastRun.objects.create(
+        broadcast=broadcast,
+        scheduled_for=timezone.now(),
+        status="done",
+        started_at=timezone.now(),
+        recipients_total=500,
+        delivered=480,
+        failed=20,
+    )
+    page = env["colleague_client"].get(url("change", broadcast.pk)).content.decode()
+    assert "配信 480 人／失敗 20 人／対象 500 人" in page
+    assert "20 人に配信できませんでした" in page
+    assert f"{reverse('admin:broadcasts_broadcastrun_changelist')}?broadcast__id__exact={broadcast.pk}" in page
 
 
 def test_the_approver_sends_it_back_with_a_reason_the_author_reads_on_the_page(env):

@@ -259,6 +259,18 @@ def test_a_400_fails_the_chunk_with_lines_message_and_the_run_counts_it(fake_lin
     assert len(fake_line.calls(MULTICAST)) == 1  # never retried
 
 
+def test_a_run_line_took_none_of_ends_its_broadcast_as_not_sent_with_what_to_check(fake_line):
+    residents(2)
+    run = prepared(run_for(audience=Broadcast.Audience.EVERYONE))
+    fake_line.fail_next(401, path_prefix=MULTICAST, body={"message": "Authentication failed"})
+    assert sending.broadcast_chunks_send().failed == 1
+    broadcast = Broadcast.objects.get(pk=run.broadcast_id)
+    assert broadcast.status == "refused"  # not 配信済み: nobody received it
+    assert broadcast.refused_reason == (
+        "LINE が配信を受け付けませんでした（2 人分）。「配信の実行」で LINE の応答を確かめてください。"
+    )
+
+
 def test_a_chunk_over_the_monthly_limit_fails_at_once_with_what_staff_can_do(fake_line):
     residents(2)
     run = prepared(run_for(audience=Broadcast.Audience.EVERYONE))
