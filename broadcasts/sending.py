@@ -40,7 +40,7 @@ from broadcasts.models import MULTICAST_MAX_RECIPIENTS, Broadcast, BroadcastChun
 from messaging import ratelimit
 from messaging.line import retry
 from messaging.line.client import LineClient, SendResult
-from messaging.models import LineUser
+from messaging.models import LineChannelSettings, LineUser
 from messaging.services import RETRY_KEY_WINDOW
 from residents.models import Resident, ResidentCategory
 from residents.segments import InvalidSegmentRules, segment_residents
@@ -115,19 +115,24 @@ class QuotaUnreadable(Exception):
     """LINE did not tell this month's quota (retried by the sweep)."""
 
 
-def _quota_shortfall(run: BroadcastRun, count: int) -> str:
+def _quota_remaining() -> int | None:
+    """This month's messages LINE has left for the channel (None: no limit)."""
+    with LineClient() as line:
+        quota = line.quota()
+    if not quota.result.ok:
+        raise QuotaUnreadable(retry.describe(quota.result))
+    return quota.remaining
+
+
+def _quota_shortfall(run_id: int, count: int, line_remaining: int | None) -> str:
     """ "" when LINE's monthly quota leaves room for `count` more messages, else why not (for people).
 
     LINE counts a multicast as one message per recipient, whatever the number of messages in it.
     Chunks of other runs still waiting to be sent will draw on the same quota.
     """
-    with LineClient() as line:
-        quota = line.quota()
-    if not quota.result.ok:
-        raise QuotaUnreadable(retry.describe(quota.result))
-    if quota.remaining is None:
+    if line_remaining is None:
         return ""
-    remaining = max(quota.remaining - selectors.recipients_queued(other_than_run_id=run.pk), 0)
+    remaining = max(line_remaining - selectors.recipients_queued(other_than_run_id=run_id), 0)
     if count <= remaining:
         return ""
     return _(
@@ -156,15 +161,17 @@ def broadcast_run_prepare(*, run_id: int, now=None) -> str:
         }
         return _run_refuse(run_id, reason, now)
     count = len(recipients.line_user_ids)
+    line_remaining = None
     if count:
         try:
-            shortfall = _quota_shortfall(run, count)
+            line_remaining = _quota_remaining()
         except QuotaUnreadable as error:
             logger.warning("broadcast run %s: LINE's quota could not be read (%s); retried by the sweep", run_id, error)
             return run.status
+        shortfall = _quota_shortfall(run_id, count, line_remaining)
         if shortfall:
             return _run_refuse(run_id, shortfall, now)
-    return _run_start(run_id, recipients, now)
+    return _run_start(run_id, recipients, now, line_remaining)
 
 
 def _locked_pending_run(run_id: int) -> BroadcastRun | None:
@@ -186,11 +193,19 @@ def _locked_pending_run(run_id: int) -> BroadcastRun | None:
 
 
 @transaction.atomic
-def _run_start(run_id: int, recipients: Recipients, now) -> str:
+def _run_start(run_id: int, recipients: Recipients, now, line_remaining: int | None = None) -> str:
     run = _locked_pending_run(run_id)
     if run is None:
         return BroadcastRun.objects.get(pk=run_id).status
     ids = recipients.line_user_ids
+    if ids and line_remaining is not None:
+        # Runs starting at once take turns on the channel's row: each counts the chunks the others
+        # queued before it, so two that fit the quota apart are not both started when they do not
+        # fit together (LINE would refuse the later chunks, a partial send in resident-id order).
+        LineChannelSettings.objects.select_for_update().get(pk=LineChannelSettings.load().pk)
+        shortfall = _quota_shortfall(run_id, len(ids), line_remaining)
+        if shortfall:
+            return _run_refused(run, shortfall, now)
     BroadcastChunk.objects.bulk_create(
         BroadcastChunk(
             run=run,
@@ -227,6 +242,10 @@ def _run_refuse(run_id: int, reason: str, now) -> str:
     run = _locked_pending_run(run_id)
     if run is None:
         return BroadcastRun.objects.get(pk=run_id).status
+    return _run_refused(run, reason, now)
+
+
+def _run_refused(run: BroadcastRun, reason: str, now) -> str:
     run.status = BroadcastRun.Status.REFUSED
     run.refused_reason = reason
     run.finished_at = now

@@ -145,6 +145,20 @@ def test_the_quota_counts_one_message_per_recipient_and_the_chunks_other_runs_st
     assert third.status == "refused" and "0" in third.refused_reason
 
 
+def test_two_runs_that_fit_the_quota_apart_but_not_together_are_not_both_started(fake_line):
+    people = residents(3)
+    fake_line.set_quota(type="limited", value=5)
+    first, second = run_for(audience=Broadcast.Audience.EVERYONE), run_for(audience=Broadcast.Audience.EVERYONE)
+    recipients = sending.Recipients([person.line_user_id for person in people], 0, 0)
+    # Both preparers read LINE's quota before either queued its chunks: 5 left, 3 fit, for each.
+    line_remaining = [sending._quota_remaining(), sending._quota_remaining()]
+    assert line_remaining == [5, 5]
+    assert sending._run_start(first.pk, recipients, timezone.now(), line_remaining[0]) == "sending"
+    assert sending._run_start(second.pk, recipients, timezone.now(), line_remaining[1]) == "refused"
+    second.refresh_from_db()
+    assert "今月の残り 2 通" in second.refused_reason and not second.chunks.exists()
+
+
 def test_an_unreadable_quota_leaves_the_run_pending_and_the_sweep_prepares_it_again(fake_line, wakeups):  # noqa: F811 (the imported fixture)
     residents(2)
     fake_line.fail_next(500, path_prefix="/v2/bot/message/quota")
