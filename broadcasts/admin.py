@@ -105,7 +105,11 @@ class BroadcastAdmin(ScopedAdminMixin, admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if not change:
             obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+            super().save_model(request, obj, form, change)
+            return
+        # Only what the page shows: its messages are edited on their own pages meanwhile.
+        shown = {field.name for field in Broadcast._meta.concrete_fields} & set(form.cleaned_data)
+        obj.save(update_fields=[*sorted(shown), "updated_at"])
 
     # -- pages -------------------------------------------------------------------
 

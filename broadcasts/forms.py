@@ -59,6 +59,13 @@ def _days_between(first: date, last: date):
         day += timedelta(days=1)
 
 
+def _still_a_draft(broadcast_id: int) -> bool:
+    """Locked until the admin's save commits (its change view is one transaction): a submit or an
+    approval that lands while the page was open is not undone by saving the page's stale settings."""
+    status = Broadcast.objects.select_for_update().filter(pk=broadcast_id).values_list("status", flat=True).first()
+    return status == Broadcast.Status.DRAFT
+
+
 class BroadcastForm(forms.ModelForm):
     recurrence_weekdays = forms.TypedMultipleChoiceField(
         label=_("曜日（毎週のとき）"),
@@ -106,6 +113,10 @@ class BroadcastForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        if self.instance.pk and not _still_a_draft(self.instance.pk):
+            raise ValidationError(
+                _("ほかの職員が配信の手続きをしたため、この画面の設定は保存できません。画面を開き直してください。")
+            )
         if cleaned.get("is_emergency") and not self.instance.is_emergency and not cleaned.get("emergency_confirmed"):
             self.add_error("emergency_confirmed", _("緊急配信にするには、確認のチェックを入れてください。"))
         days = set(cleaned.get("excluded_dates") or [])

@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from audit import actions
 from audit.models import AuditEntry
-from broadcasts import compose
+from broadcasts import compose, services
+from broadcasts.admin import BroadcastAdmin
 from broadcasts.models import Broadcast, BroadcastRun
 from broadcasts.tests.composing import every_kind, member, png_bytes
 from procedures.tests.factories import DepartmentFactory
@@ -218,6 +219,45 @@ def test_submit_then_approval_by_a_second_staff_member_through_the_buttons(env):
 
     env["colleague_client"].post(url("cancel", broadcast.pk))
     assert Broadcast.objects.get(pk=broadcast.pk).status == "cancelled"
+
+
+def test_saving_settings_while_a_submit_lands_is_refused_and_undoes_nothing(env, monkeypatch):
+    broadcast = broadcast_of(env, messages=[{"kind": "text", "text": "お知らせ"}], title="資源ごみの日")
+    real_get_form = BroadcastAdmin.get_form
+
+    def submitted_meanwhile(self, request, obj=None, **kwargs):
+        # The page's save has read the broadcast as a draft; a submit from another tab commits now.
+        services.broadcast_submit(broadcast_id=obj.pk, user=env["author"])
+        return real_get_form(self, request, obj, **kwargs)
+
+    monkeypatch.setattr(BroadcastAdmin, "get_form", submitted_meanwhile)
+    response = env["author_client"].post(url("change", broadcast.pk), settings_form(env["department"], title="変更"))
+
+    assert response.status_code == 200
+    assert "ほかの職員が配信の手続きをしたため" in response.content.decode()
+    after = Broadcast.objects.get(pk=broadcast.pk)
+    assert (after.status, after.title) == ("scheduled", "資源ごみの日")
+    assert after.next_run_at is not None  # the submit's schedule is kept
+
+
+def test_saving_settings_keeps_the_messages_edited_on_their_own_page_meanwhile(env, monkeypatch):
+    broadcast = broadcast_of(env, messages=[{"kind": "text", "text": "一つ目"}])
+    real_get_form = BroadcastAdmin.get_form
+
+    def messages_edited_meanwhile(self, request, obj=None, **kwargs):
+        # The page's save has read the broadcast; its messages are saved from their own page now.
+        two = [{"kind": "text", "text": "一つ目"}, {"kind": "text", "text": "二つ目"}]
+        services.broadcast_messages_update(broadcast_id=obj.pk, messages=two, user=env["author"])
+        return real_get_form(self, request, obj, **kwargs)
+
+    monkeypatch.setattr(BroadcastAdmin, "get_form", messages_edited_meanwhile)
+    response = env["author_client"].post(
+        url("change", broadcast.pk), settings_form(env["department"], title="新しい件名")
+    )
+
+    assert response.status_code == 302
+    after = Broadcast.objects.get(pk=broadcast.pk)
+    assert after.title == "新しい件名" and [m["text"] for m in after.messages] == ["一つ目", "二つ目"]
 
 
 def test_the_broadcast_page_tells_how_its_latest_run_went_and_links_to_the_runs(env):
