@@ -63,6 +63,9 @@ SWEEP_GRACE = timedelta(seconds=30)  # a fresh event's own wake-up is probably o
 # An event older than this is being retried, was swept up after a lost wake-up, or killed the
 # worker that last tried it: its attempt is counted and committed before it runs (_inbox_count_ahead).
 INBOX_COUNT_AHEAD_AFTER = SWEEP_GRACE
+# The worker that counted an attempt lets go of the resident before it runs it; another worker that
+# takes the resident within this time runs that same counted attempt instead of calling it interrupted.
+INBOX_COUNTED_ATTEMPT_HANDOVER = timedelta(seconds=10)
 IMAGE_DIRECTORY = "line/images"
 OUTBOX_MAX_ATTEMPTS = 10
 OUTBOX_LEASE = timedelta(minutes=5)  # > one batch of calls, each bounded by the client time-out
@@ -305,7 +308,11 @@ def _inbox_process_next(line_user_id: str, *, count_ahead: bool = True) -> str:
         event = selectors.inbox_next_pending(line_user_id=line_user_id).select_for_update().first()
         if event is None:
             return "empty"
-        if count_ahead and event.received_at < timezone.now() - INBOX_COUNT_AHEAD_AFTER:
+        now = timezone.now()
+        counted_just_now = (
+            event.attempt_started_at is not None and event.attempt_started_at > now - INBOX_COUNTED_ATTEMPT_HANDOVER
+        )
+        if count_ahead and event.received_at < now - INBOX_COUNT_AHEAD_AFTER and not counted_just_now:
             return _inbox_count_ahead(event)
         stored: list[str] = []
         try:

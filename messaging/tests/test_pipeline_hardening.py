@@ -264,6 +264,23 @@ def test_an_attempt_counted_ahead_is_counted_once_whether_it_fails_or_succeeds(m
     assert event.last_error == f"RuntimeError: {services.INBOX_ERROR_MESSAGE}"  # the last failure, for the record
 
 
+def test_a_worker_taking_the_resident_between_count_and_run_runs_the_counted_attempt_once(monkeypatch):
+    texts = engine_that(monkeypatch)
+    with time_machine.travel(datetime(2026, 12, 1, 9, 0, tzinfo=UTC), tick=False) as clock:
+        store(text_event(USER, "落ちる"))
+        LineUser.objects.create(line_user_id=USER)
+        clock.shift(timedelta(minutes=1))
+        # Worker 1 counts the waiting event's attempt and lets go of the resident to run it…
+        assert services._inbox_process_next(USER) == "counted"
+        # …and worker 2, woken by the resident's next tap, takes the resident in that moment.
+        clock.shift(timedelta(seconds=1))
+        assert services.inbox_process_user(line_user_id=USER).processed == 1
+        assert services._inbox_process_next(USER, count_ahead=False) == "empty"  # worker 1 goes on: done
+    event = InboxEvent.objects.get()
+    assert (event.status, event.attempts, event.attempt_started_at, event.last_error) == ("done", 1, None, "")
+    assert texts == ["落ちる"]
+
+
 def test_staff_retry_forgets_an_attempt_that_did_not_finish(monkeypatch):
     engine_that(monkeypatch, WorkerKilled())
     with time_machine.travel(datetime(2026, 12, 1, 9, 0, tzinfo=UTC), tick=False) as clock:
