@@ -28,6 +28,7 @@ from residents.segments import (
     FOLLOW_OPS,
     MAX_DEPTH,
     rules_problems,
+    rules_read_profiles,
     segment_residents,
 )
 from residents.services import segment_delete, segment_save
@@ -35,7 +36,6 @@ from staff import policy
 from staff.mixins import ScopedAdminMixin
 
 SAMPLE_SIZE = 20
-SMALL_COUNT = 5  # counts below this are not told to staff who may not read residents' profiles
 # A rule tree is small (at most MAX_LEAVES leaves); anything much bigger is not one.
 COUNT_BODY_MAX_BYTES = 100_000
 
@@ -83,7 +83,9 @@ def _labels() -> dict:
         "has_application": _("の申請がある"),
         "and": _("〜"),
         "count": _("該当する住民: %(count)s 人"),
-        "count_below": _("該当する住民: %(limit)s 人未満") % {"limit": SMALL_COUNT},
+        "count_hidden": _(
+            "属性・受信カテゴリの条件があるため、人数は表示しません（住民の登録内容はシステム管理者だけが見られます）。"
+        ),
         "counting": _("数えています…"),
         "problems": _("条件を直してください:"),
         "failed": _("件数を取得できませんでした。画面を再読み込みしてください。"),
@@ -127,17 +129,17 @@ def members_preview(user, rules) -> dict:
     """How many residents the rules select and, for those who may read residents' profiles (system
     administrators), a sample of them (LINE user id and display name only).
 
-    Department staff build segments but may not read profiles (attributes, categories). A sample,
-    or the exact count of a handful, would tell them whose profile matches: a rule on an attribute
-    narrowed to the few who applied to their procedure on one day. They get the count only, and
-    "fewer than SMALL_COUNT" below it.
+    Department staff build segments but may not read profiles (attributes, categories). A sample
+    would tell them whose profile matches, and so would a count of rules on a profile: narrowed to
+    the few who applied to their procedure on one day, or taken apart by difference (any/not). They
+    get the count of rules without profile conditions only.
     """
     members = segment_residents(rules)
-    count = members.count()
     if not policy.reads_resident_profiles(user):
-        if count < SMALL_COUNT:
-            return {"count": None, "count_below": SMALL_COUNT, "sample": None}
-        return {"count": count, "sample": None}
+        if rules_read_profiles(rules):
+            return {"count": None, "count_hidden": True, "sample": None}
+        return {"count": members.count(), "sample": None}
+    count = members.count()
     sample = list(members.order_by("pk").values("pk", "line_user_id", "display_name")[:SAMPLE_SIZE])
     return {
         "count": count,

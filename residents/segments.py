@@ -248,6 +248,14 @@ def rules_problems(rules, *, procedures: QuerySet[Procedure] | None = None) -> l
     return problems
 
 
+PROFILE_LEAF_TYPES = ("attribute", "category")
+
+
+def rules_read_profiles(rules: dict) -> bool:
+    """Whether a (well-formed) rule tree selects residents by their profiles: attributes, categories."""
+    return any(leaf.get("type") in PROFILE_LEAF_TYPES for leaf in _leaves(rules))
+
+
 def _leaves(node: dict) -> Iterator[dict]:
     if "match" in node:
         for child in node["rules"]:

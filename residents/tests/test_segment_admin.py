@@ -78,26 +78,30 @@ def welfare_staff(welfare):
 # --------------------------------------------------------------------------
 
 
-def test_count_endpoint_tells_department_staff_a_small_count_only_as_small_and_names_nobody(district, welfare_staff):
+def test_count_endpoint_tells_department_staff_no_count_of_rules_on_profiles_and_names_nobody(
+    district, welfare_staff
+):
     response = _post_count(_client(welfare_staff), NORTH)
 
     assert response.status_code == 200
-    assert response.json() == {"count": None, "count_below": 5, "sample": None}
+    assert response.json() == {"count": None, "count_hidden": True, "sample": None}
+    # Not by difference either: "following and not in the north" is a rule on the profile too.
+    following = {"type": "follow", "op": "following"}
+    not_north = {"match": "all", "rules": [following, {**NORTH, "negate": True}]}
+    assert _post_count(_client(welfare_staff), not_north).json()["count"] is None
 
 
-def test_department_staff_learn_no_profile_through_the_count_even_of_residents_they_may_view(
-    district, welfare, welfare_staff
-):
+def test_department_staff_get_the_exact_count_of_rules_without_profile_conditions(district, welfare, welfare_staff):
     # A resident who applied to the department's procedure: staff may open them, not their profile.
     applicant = Resident.objects.get(line_user_id="U-district-0")
-    ApplicationFactory(version=published_version(department=welfare), resident=applicant)
+    version = published_version(department=welfare)
+    ApplicationFactory(version=version, resident=applicant)
     client = _client(welfare_staff)
     assert client.get(reverse("admin:residents_resident_change", args=[applicant.pk])).status_code == 200
-    assert _post_count(_client(welfare_staff), NORTH).json()["sample"] is None
-    for number in range(3, 6):  # five in the north now: a count that singles nobody out
-        resident = Resident.objects.create(line_user_id=f"U-district-{number}")
-        ResidentAttributeValue.objects.create(resident=resident, attribute=district, value_text="north")
-    assert _post_count(_client(welfare_staff), NORTH).json() == {"count": 5, "sample": None}
+    applied = {"match": "all", "rules": [{"type": "application", "op": "has", "procedure": version.procedure_id}]}
+    assert _post_count(client, applied).json() == {"count": 1, "sample": None}
+    nobody = {"match": "all", "rules": [{"type": "follow", "op": "blocked"}]}
+    assert _post_count(client, nobody).json() == {"count": 0, "sample": None}  # an empty segment shows as empty
 
 
 def test_the_sample_links_to_residents_the_user_may_view(district):
@@ -242,7 +246,7 @@ def test_change_page_shows_department_staff_the_saved_count_without_a_sample(dis
 
     assert response.status_code == 200
     html = response.content.decode()
-    assert "該当する住民: 5 人未満" in html
+    assert "属性・受信カテゴリの条件があるため、人数は表示しません" in html
     assert "U-district-0" not in html and "住民1" not in html  # residents this staff member may not view
     assert _editor_data(response)["rules"] == NORTH
 
@@ -288,7 +292,7 @@ def test_department_staff_read_a_city_wide_segment_but_cannot_change_or_delete_i
 
     page = client.get(change)
     assert page.status_code == 200
-    assert _editor_data(page)["readonly"] is True and "該当する住民: 5 人未満" in page.content.decode()
+    assert _editor_data(page)["readonly"] is True and "人数は表示しません" in page.content.decode()
     assert "全庁の" in client.get(reverse("admin:residents_segment_changelist")).content.decode()
     assert client.post(change, {"name": "乗っ取り", "department": "", "rules": json.dumps(NORTH)}).status_code == 403
     assert client.post(reverse("admin:residents_segment_delete", args=[city_wide.pk]), {"post": "yes"}).status_code == 403

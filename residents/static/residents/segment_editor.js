@@ -438,7 +438,7 @@
             showCount(labels.problems, answer.problems, null);
           } else {
             var text = answer.count === null
-              ? labels.count_below
+              ? labels.count_hidden
               : labels.count.replace("%(count)s", answer.count.toLocaleString());
             showCount(text, [], answer.sample);
           }
