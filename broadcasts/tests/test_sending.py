@@ -145,7 +145,7 @@ def test_the_quota_counts_one_message_per_recipient_and_the_chunks_other_runs_st
     assert third.status == "refused" and "0" in third.refused_reason
 
 
-def test_two_runs_that_fit_the_quota_apart_but_not_together_are_not_both_started(fake_line):
+def test_a_run_is_checked_against_the_quota_again_when_it_starts_counting_the_chunks_queued_since(fake_line):
     people = residents(3)
     fake_line.set_quota(type="limited", value=5)
     first, second = run_for(audience=Broadcast.Audience.EVERYONE), run_for(audience=Broadcast.Audience.EVERYONE)

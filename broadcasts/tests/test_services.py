@@ -105,7 +105,9 @@ def test_the_creator_cannot_approve_their_own_broadcast(env):
     services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
 
     with pytest.raises(services.BroadcastRefused) as refused:
-        services.broadcast_approve(broadcast_id=broadcast.pk, seen_updated_at=seen(broadcast), user=env["author"], now=NOW)
+        services.broadcast_approve(
+            broadcast_id=broadcast.pk, seen_updated_at=seen(broadcast), user=env["author"], now=NOW
+        )
 
     assert refused.value.messages == ["自分で作成した一斉配信は承認できません。ほかの職員に承認を依頼してください。"]
     broadcast.refresh_from_db()
@@ -116,7 +118,12 @@ def test_a_second_staff_member_approves_and_it_is_audited(env):
     broadcast = draft(env, requires_approval=True)
     services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
 
-    services.broadcast_approve(broadcast_id=broadcast.pk, seen_updated_at=seen(broadcast), user=env["colleague"], now=NOW + timedelta(minutes=30))
+    services.broadcast_approve(
+        broadcast_id=broadcast.pk,
+        seen_updated_at=seen(broadcast),
+        user=env["colleague"],
+        now=NOW + timedelta(minutes=30),
+    )
 
     broadcast.refresh_from_db()
     assert broadcast.status == "scheduled" and broadcast.approved_by == env["colleague"]
@@ -152,7 +159,9 @@ def test_staff_of_another_department_cannot_approve(env):
     services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
 
     with pytest.raises(services.BroadcastRefused):
-        services.broadcast_approve(broadcast_id=broadcast.pk, seen_updated_at=seen(broadcast), user=env["outsider"], now=NOW)
+        services.broadcast_approve(
+            broadcast_id=broadcast.pk, seen_updated_at=seen(broadcast), user=env["outsider"], now=NOW
+        )
     assert Broadcast.objects.get(pk=broadcast.pk).status == "awaiting_approval"
 
 
@@ -209,7 +218,9 @@ def test_the_approver_sends_a_broadcast_back_with_a_reason_and_the_author_correc
 def test_withdrawing_a_scheduled_repeating_broadcast_drops_its_approval_and_unstarted_runs(env, queued):
     broadcast = draft(env, send_at=NOW + timedelta(minutes=1), recurrence="daily", requires_approval=True)
     services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
-    services.broadcast_approve(broadcast_id=broadcast.pk, seen_updated_at=seen(broadcast), user=env["colleague"], now=NOW)
+    services.broadcast_approve(
+        broadcast_id=broadcast.pk, seen_updated_at=seen(broadcast), user=env["colleague"], now=NOW
+    )
     [run_id] = services.broadcast_runs_due(now=NOW + timedelta(minutes=2))
 
     services.broadcast_return_to_draft(broadcast_id=broadcast.pk, user=env["author"])
@@ -380,6 +391,33 @@ def test_two_workers_at_the_same_time_create_each_run_once(queued):
     assert set(Broadcast.objects.values_list("status", flat=True)) == {"sending"}
 
 
+def in_thread(results: dict, name: str, work) -> threading.Thread:
+    """Run `work` in a thread with its own database connection; its result (or exception) in `results`."""
+
+    def run():
+        try:
+            results[name] = work()
+        except Exception as error:  # reported by the test
+            results[name] = error
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def until_a_session_waits_for_a_lock() -> None:
+    with connection.cursor() as cursor:
+        for _attempt in range(300):
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            if cursor.fetchone()[0]:
+                return
+            threading.Event().wait(0.05)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_sending_back_while_the_preparer_starts_the_run_waits_for_it_and_is_refused(queued, monkeypatch):
     if connection.vendor != "postgresql":
@@ -387,8 +425,12 @@ def test_sending_back_while_the_preparer_starts_the_run_waits_for_it_and_is_refu
     department = DepartmentFactory(name="環境課", code="env")
     author, _ = member("author", department)
     broadcast = Broadcast.objects.create(
-        title="毎日のお知らせ", department=department, messages=TEXT, created_by=author,
-        send_at=NOW + timedelta(minutes=1), recurrence="daily",
+        title="毎日のお知らせ",
+        department=department,
+        messages=TEXT,
+        created_by=author,
+        send_at=NOW + timedelta(minutes=1),
+        recurrence="daily",
     )
     services.broadcast_submit(broadcast_id=broadcast.pk, user=author, now=NOW)
     [run_id] = services.broadcast_runs_due(now=NOW + timedelta(minutes=2))
@@ -402,34 +444,15 @@ def test_sending_back_while_the_preparer_starts_the_run_waits_for_it_and_is_refu
 
     monkeypatch.setattr(BroadcastChunk.objects, "bulk_create", held_bulk_create)
     results = {}
-
-    def in_thread(name, work):
-        def run():
-            try:
-                results[name] = work()
-            except Exception as error:  # reported below
-                results[name] = error
-            finally:
-                connection.close()
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
-
     recipients = sending.Recipients(["U" + "1" * 32], 0, 0)
-    preparer = in_thread("preparer", lambda: sending._run_start(run_id, recipients, NOW + timedelta(minutes=2)))
+    preparer = in_thread(
+        results, "preparer", lambda: sending._run_start(run_id, recipients, NOW + timedelta(minutes=2))
+    )
     assert run_locked.wait(timeout=30)
     sender_back = in_thread(
-        "return", lambda: services.broadcast_return_to_draft(broadcast_id=broadcast.pk, user=author)
+        results, "return", lambda: services.broadcast_return_to_draft(broadcast_id=broadcast.pk, user=author)
     )
-    with connection.cursor() as cursor:  # until the return waits for the preparer's lock
-        for _attempt in range(300):
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )
-            if cursor.fetchone()[0]:
-                break
-            threading.Event().wait(0.05)
+    until_a_session_waits_for_a_lock()
     go_on.set()
     preparer.join(timeout=30)
     sender_back.join(timeout=30)
@@ -439,6 +462,44 @@ def test_sending_back_while_the_preparer_starts_the_run_waits_for_it_and_is_refu
     assert results["return"].messages == ["配信中のため下書きに戻せません。配信が終わってから操作してください。"]
     assert Broadcast.objects.get(pk=broadcast.pk).status == "scheduled"
     assert BroadcastRun.objects.get(pk=run_id).status == "sending"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_preparers_starting_at_once_count_each_others_chunks_against_the_quota(queued, monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL")
+    department = DepartmentFactory(name="環境課", code="env")
+    runs = [
+        BroadcastRun.objects.create(
+            broadcast=Broadcast.objects.create(title=title, department=department, messages=TEXT, status="sending"),
+            scheduled_for=NOW,
+        )
+        for title in ("防災訓練", "断水のお知らせ")
+    ]
+    first_checked, go_on = threading.Event(), threading.Event()
+    create_chunks = BroadcastChunk.objects.bulk_create
+
+    def held_bulk_create(chunks, *args, **kwargs):
+        chunks = list(chunks)
+        if chunks[0].run_id == runs[0].pk:
+            first_checked.set()  # the first preparer passed the quota check and holds the channel's row
+            assert go_on.wait(timeout=30)
+        return create_chunks(chunks, *args, **kwargs)
+
+    monkeypatch.setattr(BroadcastChunk.objects, "bulk_create", held_bulk_create)
+    recipients = sending.Recipients(["U" + str(n) * 32 for n in range(1, 4)], 0, 0)
+    results = {}
+    # Both read LINE's quota before either queued anything: 5 left, and 3 fit for each alone.
+    first = in_thread(results, "first", lambda: sending._run_start(runs[0].pk, recipients, NOW, 5))
+    assert first_checked.wait(timeout=30)
+    second = in_thread(results, "second", lambda: sending._run_start(runs[1].pk, recipients, NOW, 5))
+    until_a_session_waits_for_a_lock()  # the second waits for the channel's row
+    go_on.set()
+    first.join(timeout=30)
+    second.join(timeout=30)
+
+    assert (results["first"], results["second"]) == ("sending", "refused")
+    assert "今月の残り 2 通" in BroadcastRun.objects.get(pk=runs[1].pk).refused_reason
 
 
 @pytest.fixture
@@ -493,7 +554,9 @@ def test_a_segment_edited_after_submission_does_not_change_who_the_approved_broa
 
     segment.rules = {"match": "all", "rules": [{"type": "follow", "op": "following"}]}  # widened to everyone
     segment.save()
-    services.broadcast_approve(broadcast_id=broadcast.pk, seen_updated_at=seen(broadcast), user=env["colleague"], now=NOW)
+    services.broadcast_approve(
+        broadcast_id=broadcast.pk, seen_updated_at=seen(broadcast), user=env["colleague"], now=NOW
+    )
 
     broadcast.refresh_from_db()
     assert broadcast.segment_rules == north  # what was submitted is what was approved, and what runs send to
@@ -517,5 +580,7 @@ def test_the_approver_needs_to_reach_the_audience_too(env):
     theirs.save()
 
     with pytest.raises(services.BroadcastRefused) as refused:
-        services.broadcast_approve(broadcast_id=broadcast.pk, seen_updated_at=seen(broadcast), user=env["colleague"], now=NOW)
+        services.broadcast_approve(
+            broadcast_id=broadcast.pk, seen_updated_at=seen(broadcast), user=env["colleague"], now=NOW
+        )
     assert "ほかの部署のセグメント" in refused.value.messages[0]
