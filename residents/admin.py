@@ -197,7 +197,7 @@ class ResidentAdmin(ScopedAdminMixin, admin.ModelAdmin):
     def _page_context(self, request, resident: Resident) -> dict:
         user = request.user
         shows_text = policy.can(user, policy.ADMINISTER, resident)
-        senders = line_selectors.resident_message_senders(resident)
+        senders = line_selectors.resident_message_senders(resident, viewer=user)
         outbox = line_selectors.resident_outbox_messages(resident)
         message_rows = [
             {

@@ -68,11 +68,18 @@ def resident_outbox_messages(resident: Resident) -> QuerySet[OutboxMessage]:
     return OutboxMessage.objects.filter(line_user_id=resident.line_user_id).order_by("-created_at", "-pk")
 
 
-def resident_message_senders(resident: Resident) -> dict[int, str]:
-    """Outbox row id -> the staff member who wrote it, for the personal messages sent from the admin."""
+def resident_message_senders(resident: Resident, *, viewer) -> dict[int, str]:
+    """Outbox row id -> the staff member who wrote it, for the personal messages sent from the admin.
+
+    Only those written on behalf of a department `viewer` may view (all, for a city-wide viewer):
+    who in another department wrote to the resident tells which office they deal with.
+    """
     entries = AuditEntry.objects.filter(
         action=audit_actions.RESIDENT_MESSAGE, object_type=Resident._meta.label_lower, object_id=str(resident.pk)
-    ).values_list("actor_display", "details")
+    )
+    if not policy.sees_all(viewer, Resident):
+        entries = entries.filter(department__in=policy.departments_for(viewer, policy.VIEW))
+    entries = entries.values_list("actor_display", "details")
     senders = {}
     for actor, details in entries:
         for outbox_id in (details or {}).get("outbox", []):

@@ -197,6 +197,18 @@ def test_a_personal_message_goes_through_the_outbox_is_audited_and_listed(town):
     assert NOTICE_TEXT in content and "sysadmin" in content and "送信待ち" in content
 
 
+def test_staff_see_who_wrote_to_a_resident_for_their_own_department_only(town):
+    ApplicationFactory(
+        version=published_version(department=town.application_b.procedure.department), resident=town.resident
+    )
+    assert town.staff_b.post(message_page(town.resident), {"text": "福祉課からのお知らせ"}).status_code == 302
+    assert town.staff_a.post(message_page(town.resident), {"text": NOTICE_TEXT}).status_code == 302
+    seen_by_a = town.staff_a.get(page(town.resident)).content.decode()
+    assert "staff_a" in seen_by_a and "staff_b" not in seen_by_a
+    seen_by_admin = town.admin.get(page(town.resident)).content.decode()
+    assert "staff_a" in seen_by_admin and "staff_b" in seen_by_admin
+
+
 def test_department_staff_write_to_residents_of_their_applications_only(town):
     assert town.staff_a.post(message_page(town.resident), {"text": NOTICE_TEXT}).status_code == 302
     assert AuditEntry.objects.get(action="resident.message").department_id == town.department_a.pk
