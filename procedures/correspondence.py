@@ -24,7 +24,7 @@ import re
 import secrets
 import unicodedata
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -88,6 +88,14 @@ def _squeezed(text: str) -> str:
 
 
 def _answer_strings(kind: str, value) -> list[str]:
+    if kind == "date" and isinstance(value, str):
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            return []
+        # As staff would write it: 1980-05-01, 1980/5/1, 1980/05/01, 1980年5月1日, 1980年05月01日.
+        y, m, d = day.year, day.month, day.day
+        return [value, f"{y}/{m}/{d}", f"{y}/{m:02d}/{d:02d}", f"{y}年{m}月{d}日", f"{y}年{m:02d}月{d:02d}日"]
     if kind == "location" and isinstance(value, dict):
         return [str(value.get("address") or ""), str(value.get("title") or "")]
     if kind == "number" and isinstance(value, int | float) and not isinstance(value, bool):
@@ -107,7 +115,9 @@ def answers_in_text(*, application: Application, text: str) -> list[str]:
     haystack = _squeezed(text)
     found = []
     for step in steps:
-        if not step.is_input or step.kind not in _TEXT_KINDS or answers.get(step.key) is None:
+        # A sensitive date is a date of birth and the like; other dates (a pick-up day) may be written.
+        checked = step.kind in _TEXT_KINDS or (step.kind == "date" and step.sensitive)
+        if not step.is_input or not checked or answers.get(step.key) is None:
             continue
         minimum = _SENSITIVE_ANSWER_MIN_CHARS if step.sensitive else _ANSWER_MIN_CHARS
         for candidate in _answer_strings(step.kind, answers[step.key]):

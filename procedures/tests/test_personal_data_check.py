@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from procedures.correspondence import my_number_in_text, personal_data_problems
-from procedures.tests.factories import ApplicationFactory
+from procedures.tests.factories import (
+    ApplicationFactory,
+    DateStepFactory,
+    ProcedureVersionFactory,
+    published_version,
+    valid_draft,
+)
 
 
 @pytest.mark.parametrize(
@@ -43,3 +49,19 @@ def test_the_check_names_every_answer_repeated_from_any_of_the_applications_and_
         "メッセージにマイナンバー（個人番号）と思われる12桁の数字が含まれています。LINE では送れません。削除してください。",
     ]
     assert personal_data_problems(applications=[first, second], text="収集日は12月24日です", what="メッセージ") == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("written", ["1980年5月1日", "1980/05/01", "1980-05-01", "１９８０年５月１日"])
+def test_a_sensitive_date_such_as_a_birthday_is_recognised_as_staff_would_write_it(written):
+    version = ProcedureVersionFactory()
+    DateStepFactory(version=version, key="birthday", label="生年月日", sensitive=True)
+    DateStepFactory(version=version, key="pickup", label="収集日")
+    application = ApplicationFactory(
+        version=published_version(valid_draft(version)), answers={"birthday": "1980-05-01", "pickup": "2026-12-24"}
+    )
+    assert personal_data_problems(applications=[application], text=f"{written}生まれの方", what="メッセージ")
+    # A date that is not sensitive (the pick-up day) is what notices are about.
+    assert (
+        personal_data_problems(applications=[application], text="収集日は2026年12月24日です", what="メッセージ") == []
+    )
