@@ -182,6 +182,7 @@ class BroadcastAdmin(ScopedAdminMixin, admin.ModelAdmin):
             "submit_url": reverse("admin:broadcasts_broadcast_submit", args=[broadcast.pk]),
             "approve_url": reverse("admin:broadcasts_broadcast_approve", args=[broadcast.pk]),
             "approve_seen": broadcast.updated_at.isoformat(),
+            "needs_approval": broadcast.requires_approval or services.approval_required_by_department(broadcast),
             "latest_run": broadcast.runs.exclude(status=BroadcastRun.Status.CANCELLED)
             .order_by("-scheduled_for", "-pk")
             .first(),

@@ -107,6 +107,10 @@ class BroadcastForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk and not self.is_bound:
             self.initial["excluded_dates"] = "\n".join(self.instance.excluded_dates or [])
+        if "requires_approval" in self.fields:
+            self.fields["requires_approval"].help_text = _(
+                "部署の設定で承認が必須のときは、ここに関係なく、作成者以外の職員の承認が必要です。"
+            )
 
     def clean_excluded_dates(self) -> list[date]:
         return _parse_dates(self.cleaned_data.get("excluded_dates") or "")

@@ -163,6 +163,11 @@ def broadcast_messages_update(*, broadcast_id: int, messages: list[dict], user) 
     return broadcast
 
 
+def approval_required_by_department(broadcast: Broadcast) -> bool:
+    """Whether the broadcast's department has every broadcast approved (set by system administrators)."""
+    return broadcast.department is not None and broadcast.department.broadcasts_need_approval
+
+
 @transaction.atomic
 def broadcast_submit(*, broadcast_id: int, user, now: datetime | None = None, request=None) -> Broadcast:
     """Check a draft and schedule it, or hand it to a second staff member for approval."""
@@ -184,6 +189,8 @@ def broadcast_submit(*, broadcast_id: int, user, now: datetime | None = None, re
     broadcast.refused_reason = ""
     broadcast.returned_reason = ""
     broadcast.segment_rules = broadcast.segment.rules if broadcast.audience == Broadcast.Audience.SEGMENT else None
+    if approval_required_by_department(broadcast):
+        broadcast.requires_approval = True  # the department's rule, whatever the draft says
     if broadcast.requires_approval:
         broadcast.status = Broadcast.Status.AWAITING_APPROVAL
         broadcast.next_run_at = None

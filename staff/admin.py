@@ -25,7 +25,7 @@ def _mark_saved(obj, saved) -> None:
 
 @admin.register(Department)
 class DepartmentAdmin(ScopedAdminMixin, admin.ModelAdmin):
-    list_display = ["name", "code"]
+    list_display = ["name", "code", "broadcasts_need_approval"]
     search_fields = ["name", "code"]
 
 

@@ -34,6 +34,14 @@ class Department(models.Model):
         choices=NotificationMode.choices,
         default=NotificationMode.NONE,
     )
+    broadcasts_need_approval = models.BooleanField(
+        _("一斉配信に承認を必須にする"),
+        default=False,
+        help_text=_(
+            "オンにすると、この部署の一斉配信は、作成者以外の職員が承認するまで配信されません"
+            "（緊急配信も含みます。作成者は外せません）。"
+        ),
+    )
     # The last day whose digest went out: a retried or repeated run never sends a day twice.
     notification_digest_date = models.DateField(null=True, blank=True, editable=False)
 

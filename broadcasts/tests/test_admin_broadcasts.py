@@ -277,6 +277,15 @@ def test_the_broadcast_page_tells_how_its_latest_run_went_and_links_to_the_runs(
     assert f"{reverse('admin:broadcasts_broadcastrun_changelist')}?broadcast__id__exact={broadcast.pk}" in page
 
 
+def test_the_submit_button_asks_for_approval_when_the_department_requires_it(env):
+    broadcast = broadcast_of(env, messages=[{"kind": "text", "text": "お知らせ"}], requires_approval=False)
+    assert "承認を依頼する" not in env["author_client"].get(url("change", broadcast.pk)).content.decode()
+    env["department"].broadcasts_need_approval = True
+    env["department"].save()
+    page = env["author_client"].get(url("change", broadcast.pk)).content.decode()
+    assert "承認を依頼する" in page and "部署の設定で承認が必須のときは" in page
+
+
 def test_the_approver_sends_it_back_with_a_reason_the_author_reads_on_the_page(env):
     broadcast = broadcast_of(env, messages=[{"kind": "text", "text": "お知らせ"}], requires_approval=True)
     env["author_client"].post(url("submit", broadcast.pk))

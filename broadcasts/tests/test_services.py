@@ -100,6 +100,25 @@ def test_category_audience_needs_a_category(env):
     assert services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW).status == "scheduled"
 
 
+@pytest.mark.parametrize("emergency", [False, True])
+def test_a_department_that_requires_approval_gets_it_for_every_broadcast_whatever_the_draft_says(env, emergency):
+    env["department"].broadcasts_need_approval = True
+    env["department"].save()
+    broadcast = draft(env, requires_approval=False, is_emergency=emergency)
+
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+
+    broadcast.refresh_from_db()
+    assert (broadcast.status, broadcast.requires_approval, broadcast.next_run_at) == ("awaiting_approval", True, None)
+    with pytest.raises(services.BroadcastRefused):  # and not by its author
+        services.broadcast_approve(broadcast_id=broadcast.pk, seen_updated_at=seen(broadcast), user=env["author"])
+    # Sent back and unticked by the author, it still needs approval when submitted again.
+    services.broadcast_return_to_draft(broadcast_id=broadcast.pk, user=env["author"])
+    Broadcast.objects.filter(pk=broadcast.pk).update(requires_approval=False)
+    services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
+    assert Broadcast.objects.get(pk=broadcast.pk).status == "awaiting_approval"
+
+
 def test_the_creator_cannot_approve_their_own_broadcast(env):
     broadcast = draft(env, requires_approval=True)
     services.broadcast_submit(broadcast_id=broadcast.pk, user=env["author"], now=NOW)
