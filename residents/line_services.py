@@ -165,7 +165,9 @@ def resident_message_send(*, resident: Resident, text: str, sender, request=None
             _("メッセージは%(max)s文字以内にしてください（現在%(length)s文字）。")
             % {"max": RESIDENT_MESSAGE_MAX, "length": len(text)}
         )
-    visible = policy.applications_visible_to(sender, action=policy.VIEW).filter(resident=resident)
+    visible = (
+        policy.applications_visible_to(sender, action=policy.VIEW).filter(resident=resident).select_related("version")
+    )
     problems = personal_data_problems(applications=visible, text=text, what=_("メッセージ"))
     if problems:
         raise ResidentMessageRefused(" ".join(problems))

@@ -579,16 +579,21 @@ def departments_for(user, action: str) -> QuerySet[Department]:
 def reads_resident_profiles(user) -> bool:
     """May `user` read residents' profiles: attributes, categories chosen, and their history?
 
-    The admin's view permission on the profile models, which asks for `administer`: system
-    administrators only. Pages and counts that would show a profile any other way ask this too.
+    Seeing all of the profile models, whose view asks for `administer`: system administrators
+    only. Pages and counts that would show a profile any other way ask this too.
     """
-    return admin_permission(user, "view", ResidentAttributeValue)
+    return sees_all(user, ResidentAttributeValue)
 
 
 def sees_all(user, model) -> bool:
-    """True when `user` may view every object of `model` (a system administrator, a city-wide auditor…)."""
+    """True when `user` may view every object of `model` (a system administrator, a city-wide auditor…).
+
+    Viewing is what the type's admin "view" permission asks for: plain view for most, but
+    administer for residents' profiles, so a city-wide auditor sees every resident, not their profile.
+    """
     otype = object_type(model)
     if otype is None:
         return _is_staff_account(user) and user.is_superuser
-    needed = _effective_actions(otype, VIEW)
+    action = otype.permissions.get("view")
+    needed = _effective_actions(otype, action) if action else ()
     return bool(needed) and all(access(user, each).everywhere for each in needed)
